@@ -1,0 +1,1 @@
+"""mesoscan's service side: CLI, storage, HTTP API and web pages. Uses ``pipelines``."""

@@ -1,0 +1,8 @@
+"""One module per CLI subcommand; each exposes ``register(subparsers)``.
+
+A module's ``register`` adds its parser and sets ``func`` (args -> exit status) as default.
+"""
+
+COMMAND_MODULES = (
+    "analyze",
+)
