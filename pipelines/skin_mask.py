@@ -1,0 +1,135 @@
+"""Skin mask of the canonical frame: which pixels are bare facial skin.
+
+Two parts: geometric exclusions from the landmarks (eyes, brows, lips, nostrils), then a colour
+model of this face's own skin, learnt from patches that are skin on almost every face (mid
+cheeks, nose bridge, lower forehead). Pixels far from that model in CIELAB are hair, brows,
+glasses, background or clothing. Working on the person's own colour makes it independent of skin
+tone. The colour step runs at a coarse scale (``WORK_PX_PER_MM``) because masks need no fine detail.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from pipelines.canonical import CanonicalFrame
+
+WORK_PX_PER_MM = 2.5
+MAX_HOLE_CM2 = 2.0   # enclosed non-skin blobs up to ~16 mm across are spots or moles, kept as skin
+
+# Seed patches (centre mm, radius mm), relative to the eye midpoint: skin on nearly every face.
+_SEEDS_MM = (((-32.0, 35.0), 7.0), ((32.0, 35.0), 7.0), ((0.0, 12.0), 3.5), ((0.0, -32.0), 8.0))
+
+
+@dataclass(frozen=True)
+class SkinModel:
+    """Robust colour statistics of the face's skin (CIELAB, L* 0-100)."""
+
+    lab_median: np.ndarray      # (3,)
+    chroma_cov_inv: np.ndarray  # (2, 2) inverse covariance of (a*, b*)
+    l_spread: float             # robust std of L* within the seeds
+
+
+def _lab(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+
+
+def _seed_mask(shape, frame: CanonicalFrame, scale: float) -> np.ndarray:
+    mask = np.zeros(shape, np.uint8)
+    spec = frame.spec
+    for (x, y), r in _SEEDS_MM:
+        cx, cy = spec.mm_to_px(np.array([[x, y]]))[0] * scale
+        cv2.circle(mask, (int(round(cx)), int(round(cy))), max(1, int(round(r * spec.px_per_mm * scale))), 1, -1)
+    return mask.astype(bool)
+
+
+def fit_skin_model(lab: np.ndarray, seeds: np.ndarray) -> SkinModel:
+    """Robust skin colour model from the seed pixels of a CIELAB image."""
+    px = lab[seeds]
+    med = np.median(px, axis=0)
+    # Keep the central 80 % by L* so a stray highlight or shadow in a seed does not dominate.
+    lo, hi = np.percentile(px[:, 0], [10, 90])
+    core = px[(px[:, 0] >= lo) & (px[:, 0] <= hi)]
+    cov = np.cov(core[:, 1:].T) + np.eye(2) * 1.0   # floor: 1 unit of a*/b* noise
+    mad = np.median(np.abs(core[:, 0] - med[0])) * 1.4826
+    return SkinModel(lab_median=med, chroma_cov_inv=np.linalg.inv(cov), l_spread=float(max(mad, 2.0)))
+
+
+def _geometric_exclusions(shape, frame: CanonicalFrame, scale: float) -> np.ndarray:
+    """Eyes, brows, lips and nostrils as filled ellipses (True = not skin)."""
+    spec = frame.spec
+    k = spec.px_per_mm * scale
+    out = np.zeros(shape, np.uint8)
+
+    def ellipse(center_mm, axes_mm, angle=0.0):
+        c = spec.mm_to_px(np.array([center_mm]))[0] * scale
+        cv2.ellipse(out, (int(round(c[0])), int(round(c[1]))),
+                    (max(1, int(round(axes_mm[0] * k))), max(1, int(round(axes_mm[1] * k)))), angle, 0, 360, 1, -1)
+
+    for name in ("left_eye", "right_eye"):
+        e = frame.landmark_mm(name)
+        ellipse(e, (16.0, 7.5))                            # eye opening with lids and lashes
+        ellipse((e[0] * 1.05, e[1] - 15.0), (22.0, 6.5))   # brow
+    ml, mr = frame.landmark_mm("mouth_left"), frame.landmark_mm("mouth_right")
+    mc = (ml + mr) / 2.0
+    half_width = float(np.hypot(*(ml - mr))) / 2.0
+    angle = float(np.degrees(np.arctan2(ml[1] - mr[1], ml[0] - mr[0])))
+    ellipse(mc, (half_width + 3.0, 9.0), angle)           # lips
+    nose = frame.landmark_mm("nose")
+    ellipse((nose[0], nose[1] + 3.0), (13.0, 5.0))        # nostrils
+    return out.astype(bool)
+
+
+def skin_mask(frame: CanonicalFrame, *, max_distance: float = 3.5) -> tuple[np.ndarray, SkinModel]:
+    """Bool (H, W) skin mask of the canonical frame, and the fitted skin colour model.
+
+    A pixel is skin when its (a*, b*) Mahalanobis distance to the model is below
+    ``max_distance`` and its L* lies within [median - 22 - 4 spread, median + 18 + 4 spread]
+    (shadowed skin under the brows and jaw is darker, shine lighter), it is not geometrically
+    excluded, and it belongs to the large skin component(s) connected to the face's seeds.
+    """
+    h, w = frame.rgb.shape[:2]
+    scale = WORK_PX_PER_MM / frame.spec.px_per_mm
+    small = cv2.resize(frame.rgb, (max(1, int(round(w * scale))), max(1, int(round(h * scale)))),
+                       interpolation=cv2.INTER_AREA)
+    valid = cv2.resize(frame.valid.astype(np.uint8), small.shape[1::-1], interpolation=cv2.INTER_NEAREST) > 0
+    lab = _lab(cv2.GaussianBlur(small, (0, 0), 0.8))
+    seeds = _seed_mask(small.shape[:2], frame, scale) & valid
+    if seeds.sum() < 20:
+        return np.zeros((h, w), bool), fit_skin_model(lab, np.ones(small.shape[:2], bool))
+    model = fit_skin_model(lab, seeds)
+    d_ab = lab[..., 1:] - model.lab_median[1:]
+    maha = np.sqrt(np.einsum("...i,ij,...j->...", d_ab, model.chroma_cov_inv, d_ab))
+    dl = lab[..., 0] - model.lab_median[0]
+    colour_ok = (maha < max_distance) & (dl > -22.0 - 4 * model.l_spread) & (dl < 18.0 + 4 * model.l_spread)
+    # Fill enclosed holes up to the largest spot we measure: a mole or a dark spot is skin.
+    max_hole_px = MAX_HOLE_CM2 * (WORK_PX_PER_MM * 10.0) ** 2
+    mask = _fill_small_holes(colour_ok & valid, max_hole_px)
+    mask = mask & ~_geometric_exclusions(small.shape[:2], frame, scale)
+    mask = _clean(mask, seeds)
+    full = cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_LINEAR) > 0
+    return full & frame.valid, model
+
+
+def _fill_small_holes(mask: np.ndarray, max_area_px: float) -> np.ndarray:
+    """Set to True the enclosed False components of ``mask`` smaller than ``max_area_px``."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats((~mask).astype(np.uint8), connectivity=4)
+    h, w = mask.shape
+    x, y, bw, bh, area = stats.T
+    touches_border = (x == 0) | (y == 0) | (x + bw >= w) | (y + bh >= h)
+    fill = (area <= max_area_px) & ~touches_border
+    fill[0] = False
+    return mask | fill[labels]
+
+
+def _clean(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """Close pinholes (pores, freckles), open thin bridges, keep components touching a seed."""
+    m = mask.astype(np.uint8)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+    m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, kernel)
+    m = cv2.morphologyEx(m, cv2.MORPH_OPEN, kernel)
+    n, labels = cv2.connectedComponents(m, connectivity=4)
+    keep = np.unique(labels[seeds & (m > 0)])
+    keep = keep[keep > 0]
+    return np.isin(labels, keep) if n > 1 else m.astype(bool)
