@@ -5,4 +5,5 @@ A module's ``register`` adds its parser and sets ``func`` (args -> exit status) 
 
 COMMAND_MODULES = (
     "analyze",
+    "plan",
 )
