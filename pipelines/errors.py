@@ -27,12 +27,13 @@ class ImageRejected(MesoscanError):
 
     code = "image_rejected"
 
-    def __init__(self, code: str, message: str, *, retake: bool = False):
+    def __init__(self, code: str, message: str, *, retake: bool = False, details: dict | None = None):
         super().__init__(message, code=code)
         self.retake = retake
+        self.details = details or {}   # e.g. the quality report of a photo the gate refused
 
     def to_dict(self) -> dict:
-        return {"code": self.code, "message": self.message, "retake": self.retake}
+        return {"code": self.code, "message": self.message, "retake": self.retake, **self.details}
 
 
 class ModelUnavailable(MesoscanError):

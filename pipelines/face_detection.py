@@ -289,6 +289,19 @@ class FaceDetector:
         boxes, scores, points = self._stage_o(img, boxes)
         return _to_detections(boxes, scores, points, sx, sy, rgb.shape[:2])
 
+    def upright_probabilities(self, rgb: np.ndarray, box: tuple[float, float, float, float]) -> list[float]:
+        """O-Net face probability of the square crop around ``box`` (x, y, w, h, input px) turned
+        by 0, 1, 2 and 3 counter-clockwise quarter turns (np.rot90). MTCNN also finds faces that
+        are upside down, with landmarks laid out as if upright; the turn that looks most like a
+        face tells the photo's true orientation. One O-Net call on four 48x48 crops."""
+        rgb = _check_rgb(rgb)
+        x, y, w, h = box
+        sq = np.round(square(np.array([[x, y, x + w, y + h]], np.float64)))
+        crop = crop_batch(rgb, sq, 48)[0]
+        turned = np.stack([np.rot90(crop, k) for k in range(4)])
+        _, _, prob = self._onet.run(None, {"input": to_network_input(np.ascontiguousarray(turned))})
+        return [float(p) for p in prob[:, 1]]
+
     # The three stages, on the working image; boxes are (N, 4) x1, y1, x2, y2 pixel edges.
 
     def _stage_p(self, img: np.ndarray) -> np.ndarray:

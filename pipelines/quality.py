@@ -52,7 +52,7 @@ class QualityThresholds:
     roll_warn_deg: float = 15.0
     yaw_warn_deg: float = 12.0
     yaw_reject_deg: float = 28.0
-    pitch_ratio_range: tuple[float, float] = (0.42, 0.72)   # nose depth / mouth depth below eyes
+    pitch_ratio_range: tuple[float, float] = (0.38, 0.72)   # nose depth / mouth depth below eyes
     min_confidence: float = 0.90
     max_occluded_regions: int = 5
 
@@ -85,15 +85,17 @@ def issue(code: str, severity: str) -> QualityIssue:
     return QualityIssue(code, severity, MESSAGES[code])
 
 
-def head_pose(frame: CanonicalFrame) -> dict[str, float]:
-    """Roll (deg, from the eye line), yaw (deg, from the nose tip's sideways offset, assuming
+def head_pose(frame: CanonicalFrame, photo_rotation_deg: int = 0) -> dict[str, float]:
+    """Roll (deg, from the eye line, relative to the photo once turned upright by
+    ``photo_rotation_deg`` counter-clockwise), yaw (deg, from the nose tip's sideways offset, assuming
     it stands ~35 mm in front of the eye plane) and pitch ratio (nose depth below the eyes over
     the mouth's depth below the eyes: ~0.55 for a level head)."""
     nose = frame.landmark_mm("nose")
     mouth = (frame.landmark_mm("mouth_left") + frame.landmark_mm("mouth_right")) / 2.0
     yaw = float(np.degrees(np.arcsin(np.clip(nose[0] / 35.0, -1.0, 1.0))))
     pitch_ratio = float(nose[1] / mouth[1]) if mouth[1] > 1e-6 else float("nan")
-    return {"roll_deg": frame.roll_deg, "yaw_deg": yaw, "pitch_ratio": pitch_ratio}
+    roll = (frame.roll_deg - photo_rotation_deg + 180.0) % 360.0 - 180.0
+    return {"roll_deg": roll, "yaw_deg": yaw, "pitch_ratio": pitch_ratio}
 
 
 def sharpness(frame: CanonicalFrame, at_px_per_mm: float = 4.0) -> float:
@@ -132,7 +134,7 @@ def assess(
     *,
     confidence: float,
     other_faces: int = 0,
-    orientation_corrected: bool = False,
+    photo_rotation_deg: int = 0,
     t: QualityThresholds = QualityThresholds(),
 ) -> QualityReport:
     """Run every check on a face in its canonical frame. ``skin``: bool (H, W) skin mask."""
@@ -169,7 +171,7 @@ def assess(
     if not lo <= exp["skin_hue_deg"] <= hi:
         issues.append(issue("colour_cast", "warn"))
 
-    pose = head_pose(frame)
+    pose = head_pose(frame, photo_rotation_deg)
     measures.update({k: round(v, 3) for k, v in pose.items()})
     if abs(pose["roll_deg"]) >= t.roll_warn_deg:
         issues.append(issue("head_rolled", "warn"))
@@ -187,6 +189,6 @@ def assess(
         issues.append(issue("low_face_confidence", "warn"))
     if other_faces:
         issues.append(issue("multiple_faces", "warn"))
-    if orientation_corrected:
+    if photo_rotation_deg:
         issues.append(issue("orientation_corrected", "warn"))
     return QualityReport(tuple(issues), measures)
