@@ -49,7 +49,7 @@ def main(argv: list[str]) -> int:
     if command == "test":
         return subprocess.run([str(PY), "-m", "pytest", *rest], cwd=ROOT, env=env).returncode
     if command == "run":
-        args = rest or ["analyze", str(ROOT / "sample_images" / "astronaut.png")]
+        args = rest or ["analyze", str(ROOT / "sample_images" / "astronaut_render.jpg")]
         return subprocess.run([str(BIN / "mesoscan"), *args], cwd=ROOT, env=env).returncode
     sys.exit(f"usage: python3 dev.py [run|test] [args...]  (got {command!r})")
 
