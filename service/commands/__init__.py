@@ -4,6 +4,7 @@ A module's ``register`` adds its parser and sets ``func`` (args -> exit status) 
 """
 
 COMMAND_MODULES = (
+    "fsck",
     "analyze",
     "plan",
 )
