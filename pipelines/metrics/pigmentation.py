@@ -10,12 +10,15 @@ ranges are in docs/metrics_pigmentation.md; in short:
   Melanin absorbs more in green than in red, so melanin also raises E: by about 0.45 units of E
   per unit of M ((560/650)^-3.5 - 1 for a lambda^-3.5 melanin absorbance). Red areas are therefore
   found in the melanin-corrected haemoglobin excess  H = dE - 0.45 dM, where brown spots are ~0.
-- Brown spots: melanin excess dM over a smooth local background (a Gaussian of ``background_mm``,
-  normalised over the skin, on a 1 mm grid, recomputed without the first pass's spots and red
-  areas), seeded at ``spot_seed_melanin``, each spot cut at half its own peak excess (so the area is
-  the full width at half contrast whatever the contrast), kept if its equivalent diameter is within
-  ``spot_min_diameter_mm`` .. ``spot_max_diameter_mm`` and its mean colour differs from its local
-  background by at least ``spot_min_contrast_de`` (CIEDE2000).
+- Brown spots: melanin excess dM over a smooth local background (a Gaussian of ``background_mm``
+  fitted as a local plane to the skin's reflectance on a 1 mm grid, recomputed without the first
+  pass's spots and red areas). A spot pixel has dM >= ``spot_seed_melanin`` and >= half the local
+  peak (the 0.3 mm-smoothed dM's maximum within ``spot_peak_window_mm``), so each spot is cut at
+  half its own contrast and its area is the full width at half contrast whatever the contrast. A
+  spot is kept if its equivalent diameter is within ``spot_min_diameter_mm`` ..
+  ``spot_max_diameter_mm``, its mean colour differs from its local background by at least
+  ``spot_min_contrast_de`` (CIEDE2000) and it is not a line (major/minor axis ratio at most
+  ``spot_max_elongation``: wrinkle valleys and fold shadows are dark too).
 - Everything is measured on the skin mask eroded by ``border_mm`` (hair, brows, lashes or lips
   left at a mask edge would otherwise read as spots). Spots are found once on the whole face, so
   a spot cut by a region border is one spot: counted once in each region it touches and once for
@@ -101,6 +104,7 @@ class PigmentationParams:
     melanin_crosstalk: float = 0.45     # k: units of E that one unit of M adds
     exclusion_melanin: float = 3.5      # dM that keeps a pixel out of the second-pass background
     peak_smoothing_mm: float = 0.3      # sigma of the smoothing before taking a spot's peak dM
+    spot_peak_window_mm: float = 2.0    # half-width of the window a pixel's local peak dM is taken in
     min_region_area_mm2: float = 10.0   # smaller measured regions get NaN metrics
 
 
@@ -190,23 +194,27 @@ def _indices(lin: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 class _Background:
-    """Local background reflectance: a Gaussian of sigma ``sigma_cells`` on a grid of ``grid_wh``
-    cells of mean reflectance, normalised over a weight mask (so non-skin and excluded pixels do
-    not leak in). The background's L*, a*, b*, M and E are those of the smoothed reflectance."""
+    """Local background reflectance: a Gaussian of sigma ``sigma_cells`` over cells of mean
+    reflectance, normalised over a weight mask (so non-skin and excluded pixels do not leak in).
+    Cells are ``grid_wh`` (1 mm); the smoothing runs on cells ``coarse`` times larger (the 8 mm
+    Gaussian is still well sampled at 2 mm, and it costs a fifth). The background's L*, a*, b*, M
+    and E are those of the smoothed reflectance."""
 
-    def __init__(self, grid_wh: tuple[int, int], full_wh: tuple[int, int], sigma_cells: float):
+    def __init__(self, grid_wh: tuple[int, int], full_wh: tuple[int, int], sigma_cells: float, coarse: int = 2):
         self.grid_wh = grid_wh
         self.full_wh = full_wh
-        self.sigma = sigma_cells
+        gw, gh = grid_wh
+        self.coarse_wh = (max(2, -(-gw // coarse)), max(2, -(-gh // coarse)))
+        self.sigma = sigma_cells * self.coarse_wh[0] / gw
 
     def cells(self, lin: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Weighted sum (per cell, divided by the cell size) of reflectance, and of the weight."""
-        num = cv2.resize(lin * weight[..., None], self.grid_wh, interpolation=cv2.INTER_AREA)
+        num = cv2.resize(cv2.multiply(lin, cv2.merge([weight] * 3)), self.grid_wh, interpolation=cv2.INTER_AREA)
         den = cv2.resize(weight, self.grid_wh, interpolation=cv2.INTER_AREA)
         return num, den
 
     def smooth(self, num: np.ndarray, den: np.ndarray) -> np.ndarray:
-        """(gh, gw, 5) background L*, a*, b*, M, E on the grid.
+        """Background L*, a*, b*, M, E (5 channels) on the coarse grid, from :meth:`cells`.
 
         First-order normalised convolution: in each cell's Gaussian neighbourhood a plane
         a + b dx + c dy is fitted to the weighted cell reflectances and a is the background, so a
@@ -215,6 +223,8 @@ class _Background:
         filters with kernels g(d), d g(d), d^2 g(d) (d in sigmas), so nothing cancels in float32;
         a small ridge on the slopes keeps one-sided neighbourhoods stable.
         """
+        num = cv2.resize(num, self.coarse_wh, interpolation=cv2.INTER_AREA)
+        den = cv2.resize(den, self.coarse_wh, interpolation=cv2.INTER_AREA)
         r = max(1, int(math.ceil(3.0 * self.sigma)))
         d = np.arange(-r, r + 1, dtype=np.float32) / np.float32(self.sigma)
         g0 = np.exp(-0.5 * d * d).astype(np.float32)
@@ -240,8 +250,8 @@ class _Background:
         lab, mel, ery = _indices(np.clip(rgb, 1e-4, 1.0).astype(np.float32))
         return cv2.merge([lab, mel, ery])
 
-    def upsample(self, grid: np.ndarray) -> np.ndarray:
-        return cv2.resize(grid, self.full_wh, interpolation=cv2.INTER_LINEAR)
+    def upsample(self, grid: np.ndarray, size_wh: tuple[int, int] | None = None) -> np.ndarray:
+        return cv2.resize(grid, size_wh or self.full_wh, interpolation=cv2.INTER_LINEAR)
 
 
 def _check_inputs(rgb_linear, masks, px_per_mm, skin_mask):
@@ -315,7 +325,8 @@ def measure_pigmentation(
     # ---- local background on a 1 mm grid, two passes
     gw, gh = max(4, round(aw / ppm)), max(4, round(ah / ppm))
     bgr = _Background((gw, gh), (aw, ah), p.background_mm * gw / (aw / ppm))
-    num1, den1 = bgr.cells(lin, interior.view(np.uint8).astype(np.float32))
+    interior_f = interior.view(np.uint8).astype(np.float32)
+    num1, den1 = bgr.cells(lin, interior_f)
     bg = bgr.upsample(bgr.smooth(num1, den1))
     d_mel = mel - bg[..., 3]
     d_red = (ery - bg[..., 4]) - np.float32(p.melanin_crosstalk) * d_mel
@@ -329,27 +340,18 @@ def measure_pigmentation(
     d_red = (ery - bg[..., 4]) - np.float32(p.melanin_crosstalk) * d_mel
 
     # ---- brown spots
-    area_px = lambda d_mm: math.pi * (d_mm / 2.0 * ppm) ** 2  # noqa: E731
+    def area_px(d_mm: float) -> float:
+        return math.pi * (d_mm / 2.0 * ppm) ** 2
+
     min_area, max_area = area_px(p.spot_min_diameter_mm), area_px(p.spot_max_diameter_mm)
-    seed = ((d_mel >= p.spot_seed_melanin) & interior).view(np.uint8)
-    n_c, lab_c, st_c, _ = cv2.connectedComponentsWithStats(seed, connectivity=8)
-    spot_u8 = np.zeros((ah, aw), np.uint8)
-    if n_c > 1:
-        ok = (st_c[:, cv2.CC_STAT_AREA] >= min_area) & (st_c[:, cv2.CC_STAT_AREA] <= 2.0 * max_area)
-        ok[0] = False
-        if ok.any():
-            # each spot's peak from a slightly smoothed map: the raw maximum rides on the grain
-            # and would cut the spot above its true half contrast
-            d_soft = cv2.GaussianBlur(d_mel, (0, 0), max(0.5, p.peak_smoothing_mm * ppm))
-            idx = np.flatnonzero(seed.ravel())
-            ids = lab_c.ravel()[idx]
-            sel = ok[ids]
-            idx, ids = idx[sel], ids[sel]
-            vals = d_mel.ravel()[idx]
-            peak = np.full(n_c, -np.inf, np.float32)
-            np.maximum.at(peak, ids, d_soft.ravel()[idx])
-            cut = np.maximum(np.float32(p.spot_seed_melanin), 0.5 * peak[ids])
-            spot_u8.ravel()[idx[vals >= cut]] = 1
+    # a spot pixel is darker than the background by at least the seed excess and by at least half
+    # the local peak (max of the 0.3 mm-smoothed excess within the peak window): each spot is cut
+    # at half its own contrast, and a dark neighbour further than the window does not matter
+    d_soft = cv2.GaussianBlur(d_mel, (0, 0), max(0.5, p.peak_smoothing_mm * ppm))
+    k = 2 * max(1, round(p.spot_peak_window_mm * ppm)) + 1
+    local_peak = cv2.dilate(d_soft, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
+    cut = np.maximum(local_peak * np.float32(0.5), np.float32(p.spot_seed_melanin))
+    spot_u8 = ((d_mel >= cut) & interior).view(np.uint8)
     n_s, lab_s, st_s, cen_s = cv2.connectedComponentsWithStats(spot_u8, connectivity=8)
     spots_ok = np.zeros(n_s, bool)
     contrast = np.zeros(n_s)
@@ -364,7 +366,7 @@ def measure_pigmentation(
         mean_lab = np.stack([np.bincount(ids, lab_flat[:, c], n_s) for c in range(3)], 1) / cnt[:, None]
         mean_bg = np.stack([np.bincount(ids, bg_flat[:, c], n_s) for c in range(3)], 1) / cnt[:, None]
         contrast = delta_e_2000(mean_lab, mean_bg)
-        np.maximum.at(peak_s, ids, d_mel.ravel()[idx])
+        np.maximum.at(peak_s, ids, d_soft.ravel()[idx])
         # elongation from the second moments: wrinkle valleys and fold shadows are lines, not spots
         py, px = np.divmod(idx, aw)
         mx = np.bincount(ids, px, n_s) / cnt
@@ -380,7 +382,7 @@ def measure_pigmentation(
                     & (elongation <= p.spot_max_elongation))
         spots_ok[0] = False
     spot_a = spots_ok[lab_s]
-    spot_labels = np.where(spot_a, lab_s, 0)
+    spot_labels = lab_s * spot_a
 
     # ---- red areas: melanin-corrected erythema excess
     red_seed = ((d_red >= p.red_min_excess) & interior & ~spot_a).view(np.uint8)
@@ -391,7 +393,7 @@ def measure_pigmentation(
 
     # ---- metrics per region
     cell_lab = linear_to_lab(np.clip(num1 / np.maximum(den1, 1e-6)[..., None], 1e-4, 1.0))
-    cell_de2 = ((cell_lab - bg_grid[..., :3]) ** 2).sum(axis=2)
+    cell_de2 = ((cell_lab - bgr.upsample(bg_grid, (gw, gh))[..., :3]) ** 2).sum(axis=2)
     mel_ery = cv2.merge([mel, ery])
     plain = interior & ~spot_a & ~red_a
     spot_regions: dict[int, list[str]] = {}
@@ -451,18 +453,20 @@ def measure_pigmentation(
     )
     mean_mel = np.float32(face.melanin_index if math.isfinite(face.melanin_index) else mel[interior].mean())
     redness = ery - np.float32(p.melanin_crosstalk) * (mel - mean_mel)
-    mel_map, red_map = mel, redness
+    # maps: zero outside the measured mask, then nearest-neighbour up to the input size (0.2 mm
+    # blocks, invisible in an overlay), so maps and masks agree pixel for pixel
+    mel *= interior_f
+    redness *= interior_f
     if scale < 1.0:
-        mel_map = cv2.resize(mel_map, (w, h), interpolation=cv2.INTER_LINEAR)
-        red_map = cv2.resize(red_map, (w, h), interpolation=cv2.INTER_LINEAR)
-        up = lambda m: cv2.resize(m.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0  # noqa: E731
-        spot_full, red_full, measured = up(spot_a), up(red_a), up(interior)
+        def up(m):
+            return cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST)
+
+        mel_map, red_map = up(mel), up(redness)
+        spot_full, red_full = up(spot_a.view(np.uint8)) > 0, up(red_a.view(np.uint8)) > 0
+        measured = up(interior.view(np.uint8)) > 0
     else:
-        mel_map, red_map = mel_map.copy(), red_map.copy()
+        mel_map, red_map = mel, redness
         spot_full, red_full, measured = spot_a, red_a, interior
-    outside = ~measured
-    np.copyto(mel_map, np.float32(0), where=outside)
-    np.copyto(red_map, np.float32(0), where=outside)
     return PigmentationResult(
         face=face,
         regions=regions,
