@@ -83,7 +83,8 @@ def region_polygons_mm(frame: CanonicalFrame) -> dict[str, np.ndarray]:
 def build_regions(frame: CanonicalFrame, skin_mask: np.ndarray) -> dict[str, Region]:
     """Rasterise every region in the canonical frame and intersect it with ``skin_mask``.
 
-    The cheeks exclude the nasolabial bands so no pixel is counted in two regions.
+    The forehead excludes the glabella and the cheeks the nasolabial bands, so no pixel is
+    counted in two regions.
     """
     spec = frame.spec
     h, w = skin_mask.shape
@@ -95,6 +96,7 @@ def build_regions(frame: CanonicalFrame, skin_mask: np.ndarray) -> dict[str, Reg
         cv2.fillPoly(canvas, [np.round(poly_px).astype(np.int32)], 1)
         raw[name] = canvas.astype(bool)
         polys_px[name] = poly_px
+    raw["forehead"] &= ~raw["glabella"]
     for side in ("left", "right"):
         raw[f"cheek_{side}"] &= ~raw[f"nasolabial_{side}"]
     px_per_cm2 = (spec.px_per_mm * 10.0) ** 2
