@@ -322,7 +322,7 @@ def _detect_pores(Lf: np.ndarray, skin: np.ndarray, ppm: float, ppm_eff: float, 
     # the upper guard scale is only read at candidate points: compute it at half resolution
     # when the image is already smooth enough to subsample (sigma >= 1.6 px)
     half = prev_s >= 1.6
-    base = np.ascontiguousarray(prev[::2, ::2]) if half else prev
+    base = cv2.resize(prev, (prev.shape[1] // 2, prev.shape[0] // 2), interpolation=cv2.INTER_NEAREST) if half else prev
     inc = math.sqrt(edges[-1] ** 2 - prev_s**2) / (2.0 if half else 1.0)
     guard = cv2.subtract(cv2.GaussianBlur(base, (0, 0), inc, borderType=cv2.BORDER_REFLECT), base)
     # per-scale noise: robust std of the response over (a sparse sample of) the skin
@@ -337,25 +337,17 @@ def _detect_pores(Lf: np.ndarray, skin: np.ndarray, ppm: float, ppm_eff: float, 
         noise[j] = 1.4826 * float(np.median(np.abs(samp - med)))
     thr_k = np.maximum(p.pore_min_contrast / gain, p.pore_noise_k * noise)
     thr = float(thr_k[1:k - 1].min())
-    pts = cv2.findNonZero(cv2.compare(band, thr, cv2.CMP_GE))
+    # candidates: 3 x 3 local maxima of the band response above the lowest threshold
+    peak = cv2.compare(band, cv2.dilate(band, np.ones((3, 3), np.uint8)), cv2.CMP_GE)
+    cv2.bitwise_and(peak, cv2.compare(band, thr, cv2.CMP_GE), dst=peak)
+    pts = cv2.findNonZero(peak)
     if pts is None:
         return np.zeros((0, 4), np.float32)
     pts = pts.reshape(-1, 2)
     xs, ys = pts[:, 0], pts[:, 1]
-    on = skin[ys, xs]
-    xs, ys = xs[on], ys[on]
     hh, ww = Lf.shape
-    # 3 x 3 local maximum of the band response (non-maximum suppression), on candidates only
-    v = band[ys, xs]
-    is_max = np.ones(len(xs), bool)
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            if dx == 0 and dy == 0:
-                continue
-            nb = band[np.clip(ys + dy, 0, hh - 1), np.clip(xs + dx, 0, ww - 1)]
-            # ties: keep the first in raster order
-            is_max &= (v > nb) | ((v == nb) & ((dy > 0) | ((dy == 0) & (dx > 0))))
-    xs, ys = xs[is_max], ys[is_max]
+    on = skin[ys, xs] & (xs > 0) & (ys > 0) & (xs < ww - 1) & (ys < hh - 1)  # no blobs cut by the edge
+    xs, ys = xs[on], ys[on]
     gy, gx = (ys // 2, xs // 2) if half else (ys, xs)
     gy = np.minimum(gy, guard.shape[0] - 1)
     gx = np.minimum(gx, guard.shape[1] - 1)
