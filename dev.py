@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """One entry point for setting up and running mesoscan from a fresh clone.
 
-    python3 dev.py run     # create .venv if needed, install, run the service
+    python3 dev.py run     # create .venv if needed, install, run the service (mesoscan serve --demo)
     python3 dev.py test    # create .venv if needed, install, run the whole test suite
 
 Only the Python standard library is used here, so it works before anything is installed.
@@ -49,7 +49,7 @@ def main(argv: list[str]) -> int:
     if command == "test":
         return subprocess.run([str(PY), "-m", "pytest", *rest], cwd=ROOT, env=env).returncode
     if command == "run":
-        args = rest or ["analyze", str(ROOT / "sample_images" / "astronaut_render.jpg")]
+        args = rest or ["serve", "--demo"]
         return subprocess.run([str(BIN / "mesoscan"), *args], cwd=ROOT, env=env).returncode
     sys.exit(f"usage: python3 dev.py [run|test] [args...]  (got {command!r})")
 

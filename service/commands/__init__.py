@@ -7,4 +7,7 @@ COMMAND_MODULES = (
     "fsck",
     "analyze",
     "plan",
+    "serve",
+    "token",
+    "user",
 )

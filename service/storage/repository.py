@@ -130,6 +130,14 @@ def get_user_by_email(session: Session, email: str) -> User | None:
     return session.scalar(sa.select(User).where(User.email == email.strip().lower()))
 
 
+def set_user_password(session: Session, clinic_id: int, user_id: int, password_hash: str) -> User:
+    """Replace a user's password hash (hashing is the caller's job)."""
+    user = _require(session, User, clinic_id, user_id)
+    user.password_hash = password_hash
+    _commit(session)
+    return user
+
+
 def list_users(session: Session, clinic_id: int) -> list[User]:
     return list(session.scalars(_scoped(User, clinic_id).order_by(User.id)))
 
@@ -205,11 +213,29 @@ def get_patient_by_code(session: Session, clinic_id: int, code: str) -> Patient 
     return session.scalar(_scoped(Patient, clinic_id).where(Patient.code == code.strip()))
 
 
-def list_patients(session: Session, clinic_id: int, *, limit: int | None = None, offset: int = 0) -> list[Patient]:
-    q = _scoped(Patient, clinic_id).order_by(Patient.code, Patient.id).offset(offset)
+def list_patients(session: Session, clinic_id: int, *, limit: int | None = None, offset: int = 0,
+                  search: str | None = None, after: tuple[str, int] | None = None) -> list[Patient]:
+    """Patients in ``(code, id)`` order. ``search``: case-insensitive substring of the code or
+    the name; ``after``: keyset pagination, the rows after this ``(code, id)``."""
+    q = _scoped(Patient, clinic_id)
+    if search:
+        pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        q = q.where(sa.or_(Patient.code.ilike(pattern, escape="\\"), Patient.name.ilike(pattern, escape="\\")))
+    if after is not None:
+        code, last_id = after
+        q = q.where(sa.or_(Patient.code > code, sa.and_(Patient.code == code, Patient.id > last_id)))
+    q = q.order_by(Patient.code, Patient.id).offset(offset)
     if limit is not None:
         q = q.limit(limit)
     return list(session.scalars(q))
+
+
+def update_patient(session: Session, clinic_id: int, patient_id: int, *, name: str | None) -> Patient:
+    """Set (or with None clear) a patient's name."""
+    patient = _require(session, Patient, clinic_id, patient_id)
+    patient.name = name
+    _commit(session)
+    return patient
 
 
 def add_intake(session: Session, clinic_id: int, patient_id: int, document: Mapping[str, Any],
