@@ -58,6 +58,13 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
     app.register_blueprint(ops.bp)
     register_api(app)
     _register_web(app)
+
+    @app.after_request
+    def _security_headers(resp):
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("Referrer-Policy", "same-origin")
+        return resp
+
     return app
 
 

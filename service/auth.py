@@ -14,6 +14,10 @@ Two ways in:
 
 Either way the request gets ``g.principal`` with its ``clinic_id``, and every query the views
 make is scoped to that clinic (``service.storage.repository``).
+
+For the web pages: a login form calls :func:`check_password` then :func:`login`; views call
+:func:`authenticate` (it enforces the CSRF token on cookie-authenticated writes, so forms
+must carry ``csrf_token()``), or use :func:`require_api_auth` as a ``before_request``.
 """
 from __future__ import annotations
 

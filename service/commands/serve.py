@@ -71,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else host
     print(_banner(f"http://{shown}:{args.port}", demo), flush=True)
     max_body = int(app.config["MAX_CONTENT_LENGTH"]) + 2**20
-    serve(app, host=args.host, port=args.port, threads=max(1, args.threads), max_request_body_size=max_body,
-          channel_timeout=120, ident="mesoscan")
+    try:
+        serve(app, host=args.host, port=args.port, threads=max(1, args.threads), max_request_body_size=max_body,
+              channel_timeout=120, ident="mesoscan")
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
     return 0

@@ -52,7 +52,8 @@ def test_config_defaults_and_environment(tmp_path):
 
 def test_healthz_and_readyz(sqlite_world):
     c = sqlite_world.client()
-    assert c.get("/healthz").get_json() == {"status": "ok"}
+    r = c.get("/healthz")
+    assert r.get_json() == {"status": "ok"} and r.headers["X-Content-Type-Options"] == "nosniff"
     r = c.get("/readyz")
     assert r.status_code == 200
     assert r.get_json()["checks"] == {"database": "ok", "model": "ok"}
