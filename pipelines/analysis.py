@@ -14,6 +14,8 @@ from pipelines.canonical import CanonicalFrame, FrameSpec, LANDMARK_NAMES, build
 from pipelines.decode import DEFAULT_LIMITS, DecodedImage, DecodeLimits, choose_reduction, decode_image, probe_image
 from pipelines.errors import ImageRejected
 from pipelines.face_detection import FaceDetection, FaceDetector, select_primary
+from pipelines.measure import measure_face
+from pipelines.scoring import SCORING_VERSION, scores
 from pipelines.quality import MESSAGES, QualityReport, QualityThresholds, assess
 from pipelines.regions import REGION_NAMES, Region, build_regions
 from pipelines.skin_mask import skin_mask
@@ -156,6 +158,7 @@ class Analyzer:
             first = next(i for i in quality.issues if i.severity == "reject")
             raise ImageRejected(first.code, first.message, retake=True,
                                 details={"quality": quality.as_dict(), "face": face_doc})
+        measured = measure_face(frame, skin, regions)
         document = {
             "schema": SCHEMA,
             "pipeline_version": PIPELINE_VERSION,
@@ -167,11 +170,17 @@ class Analyzer:
                 "size_px": list(frame.spec.size_px),
                 "to_source": np.round(frame.to_source, 6).tolist(),
             },
-            "regions": {n: _region_document(regions[n], frame) for n in REGION_NAMES},
-            "metrics": {},
-            "scores": {},
+            "colour_correction": measured.colour_correction,
+            "warnings": measured.warnings,
+            "regions": {n: {**_region_document(regions[n], frame), "metrics": measured.regions[n],
+                            "scores": scores(measured.regions[n])}
+                        for n in REGION_NAMES},
+            "metrics": measured.face,
+            "scores": scores(measured.face),
+            "scoring_version": SCORING_VERSION,
         }
-        return Analysis(document=document, decoded=decoded, frame=frame, skin=skin, regions=regions, quality=quality)
+        return Analysis(document=document, decoded=decoded, frame=frame, skin=skin, regions=regions,
+                        quality=quality, layers=measured.layers)
 
 
 def _require_colour(decoded: DecodedImage) -> None:

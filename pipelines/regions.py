@@ -25,7 +25,7 @@ REGION_NAMES = (
 )
 
 # Regions with too little visible skin (hair, glasses, a hand, out of frame) are not measured.
-MIN_SKIN_FRACTION = 0.35
+MIN_SKIN_FRACTION = 0.5
 
 
 @dataclass(frozen=True)

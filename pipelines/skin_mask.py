@@ -16,6 +16,7 @@ import numpy as np
 from pipelines.canonical import CanonicalFrame
 
 WORK_PX_PER_MM = 2.5
+SLIVER_MM = 2.0     # skin strips narrower than this (between hair strands) are not measured
 MAX_HOLE_CM2 = 2.0   # enclosed non-skin blobs up to ~16 mm across are spots or moles, kept as skin
 
 # Seed patches (centre mm, radius mm), relative to the eye midpoint: skin on nearly every face.
@@ -124,11 +125,15 @@ def _fill_small_holes(mask: np.ndarray, max_area_px: float) -> np.ndarray:
 
 
 def _clean(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:
-    """Close pinholes (pores, freckles), open thin bridges, keep components touching a seed."""
+    """Close pinholes (pores, freckles); open away skin slivers under ~2 mm wide (skin seen
+    between strands of hair or behind lashes, where every metric would read the hair's edges);
+    keep the components touching a seed."""
     m = mask.astype(np.uint8)
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
-    m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, kernel)
-    m = cv2.morphologyEx(m, cv2.MORPH_OPEN, kernel)
+    small = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+    side = max(3, int(round(SLIVER_MM * WORK_PX_PER_MM)) | 1)
+    sliver = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
+    m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, small)
+    m = cv2.morphologyEx(m, cv2.MORPH_OPEN, sliver)
     n, labels = cv2.connectedComponents(m, connectivity=4)
     keep = np.unique(labels[seeds & (m > 0)])
     keep = keep[keep > 0]

@@ -233,9 +233,12 @@ def test_mask_border_does_not_create_spots():
     res = measure(lin, masks=regions, skin=skin)
     assert res.face.spot_count <= 1 and res.regions["forehead"].spot_count <= 1
     assert res.face.tone_unevenness < 1.5
-    # with no border taken off, the same edge is measured as a dark spot and wild unevenness
+    # with no border taken off, the same edge reads as wild unevenness (a strip along the edge
+    # fills its moment ellipse poorly, so the spot shape test already keeps it from the count)
     bare = measure(lin, masks=regions, skin=skin, params=PigmentationParams(border_mm=0.0))
-    assert bare.face.spot_count >= 1 and bare.face.tone_unevenness > 3 * res.face.tone_unevenness
+    assert bare.face.tone_unevenness > 3 * res.face.tone_unevenness
+    loose = measure(lin, masks=regions, skin=skin, params=PigmentationParams(border_mm=0.0, spot_min_fill=0.0))
+    assert loose.face.spot_count >= 1
 
 
 def test_dark_lines_are_not_spots():

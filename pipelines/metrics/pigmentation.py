@@ -97,8 +97,9 @@ class PigmentationParams:
     spot_min_diameter_mm: float = 0.8   # equivalent diameter bounds of a spot
     spot_max_diameter_mm: float = 15.0
     spot_max_elongation: float = 4.0    # major/minor axis ratio (second moments) of a spot
+    spot_min_fill: float = 0.7          # spot area / area of its second-moment ellipse
     spot_seed_melanin: float = 2.0      # dM a spot pixel needs at the least (melanin-index units)
-    spot_min_contrast_de: float = 2.5   # CIEDE2000 of a spot's mean colour vs its background
+    spot_min_contrast_de: float = 3.0   # CIEDE2000 of a spot's mean colour vs its background
     red_min_excess: float = 4.0         # H = dE - k dM a red pixel needs (erythema-index units)
     red_min_diameter_mm: float = 2.0
     melanin_crosstalk: float = 0.45     # k: units of E that one unit of M adds
@@ -399,7 +400,12 @@ def measure_pigmentation(
         m11 = np.bincount(ids, dx * dy, n_s) / cnt
         half_tr, root = (m20 + m02) / 2.0, np.sqrt(((m20 - m02) / 2.0) ** 2 + m11 ** 2)
         elongation = np.sqrt((half_tr + root) / np.maximum(half_tr - root, 1e-6))
-        spots_ok = size_ok & (contrast >= p.spot_min_contrast_de) & (elongation <= p.spot_max_elongation)
+        # fill of the moment ellipse (semi-axes 2 sqrt(eigenvalue)): a spot is a compact blob,
+        # the ragged patches of shading and mottling fill their ellipse poorly
+        ellipse_area = 4.0 * math.pi * np.sqrt(np.maximum((half_tr + root) * (half_tr - root), 1e-12))
+        fill = areas / np.maximum(ellipse_area, 1e-6)
+        spots_ok = (size_ok & (contrast >= p.spot_min_contrast_de) & (elongation <= p.spot_max_elongation)
+                    & (fill >= p.spot_min_fill))
         spots_ok[0] = False
         for i in np.flatnonzero(spots_ok):  # peak excess, for the report (few spots: bbox slices)
             bx, by, bw, bh = st_s[i, :4]

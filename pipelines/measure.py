@@ -1,0 +1,139 @@
+"""All skin metrics of one face in its canonical frame: colour normalisation, then
+pigmentation, texture and wrinkles per region and for the whole face.
+
+Texture and wrinkles work on the colour-normalised image too, so an exposure or white-balance
+change between visits moves them as little as possible.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from pipelines.canonical import CanonicalFrame
+from pipelines.metrics.colour import linear_to_srgb8, normalize_colour
+from pipelines.metrics.luminance import skin_luminance
+from pipelines.metrics.pigmentation import PigmentationParams, measure_pigmentation
+from pipelines.metrics.texture import measure_texture
+from pipelines.metrics.wrinkles import OrientationPrior, default_priors, measure_wrinkles
+from pipelines.regions import Region
+
+# The metric names of the result document, per family (the contract; see README "Metrics").
+METRIC_NAMES = {
+    "pigmentation": ("ita_deg", "ita_category", "melanin_index", "erythema_index", "spot_count",
+                     "spot_area_pct", "spot_contrast_de", "tone_unevenness", "red_area_pct"),
+    "texture": ("roughness", "pore_density_per_cm2", "pore_diameter_mm", "shine_pct"),
+    "wrinkles": ("wrinkle_density_pct", "wrinkle_length_mm_per_cm2", "wrinkle_depth_index", "wrinkle_count"),
+}
+
+OUTER_EYE_CORNER_MM = 14.0   # pupil to outer canthus, adult mean
+SCLERA_OFFSET_MM = 7.5
+MIN_SPOT_NATIVE_PX = 4.0     # smallest spot diameter in the photo's own pixels       # pupil to the middle of the visible eye white, each side
+
+
+@dataclass
+class Measurements:
+    """``face``: family -> name -> value; ``regions``: region -> family -> name -> value (None for
+    regions not measurable); ``layers``: canonical-frame maps in 0-1 for overlays."""
+
+    face: dict
+    regions: dict
+    colour_correction: dict
+    warnings: list[dict] = field(default_factory=list)
+    layers: dict = field(default_factory=dict)
+
+
+def _clean(value):
+    """JSON-safe value: NaN/inf -> None, numpy scalars -> Python, floats rounded."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    v = float(value)
+    return None if not math.isfinite(v) else round(v, 4)
+
+
+def _pick(family: str, values: dict | None) -> dict | None:
+    if values is None:
+        return None
+    return {name: _clean(values.get(name)) for name in METRIC_NAMES[family]}
+
+
+def sclera_mask(frame: CanonicalFrame, skin: np.ndarray) -> np.ndarray:
+    """Small patches either side of each pupil where the eye white shows on an open eye."""
+    out = np.zeros(skin.shape, np.uint8)
+    k = frame.px_per_mm
+    for name in ("left_eye", "right_eye"):
+        x, y = frame.landmarks[name]
+        for side in (-1, 1):
+            c = (int(round(x + side * SCLERA_OFFSET_MM * k)), int(round(y)))
+            cv2.ellipse(out, c, (int(round(2.5 * k)), int(round(1.2 * k))), 0, 0, 360, 1, -1)
+    return out.astype(bool) & ~skin
+
+
+def wrinkle_priors(frame: CanonicalFrame, regions: dict[str, Region]) -> dict[str, OrientationPrior]:
+    """Orientation priors for this face: crow's feet radial from the outer eye corners, the
+    nasolabial folds along their own region's axis (nose wing to mouth corner)."""
+    k = frame.px_per_mm
+    lx, ly = frame.landmarks["left_eye"]      # subject's left, image right: corner further right
+    rx, ry = frame.landmarks["right_eye"]
+    priors = default_priors((lx + OUTER_EYE_CORNER_MM * k, ly), (rx - OUTER_EYE_CORNER_MM * k, ry))
+    for side in ("left", "right"):
+        poly = regions[f"nasolabial_{side}"].polygon
+        top, bottom = (poly[0] + poly[1]) / 2.0, (poly[2] + poly[3]) / 2.0
+        d = bottom - top
+        angle = math.degrees(math.atan2(-d[1], d[0]))   # counter-clockwise on screen
+        priors[f"nasolabial_{side}"] = OrientationPrior(angle_deg=angle, tolerance_deg=30.0)
+    return priors
+
+
+def measure_face(frame: CanonicalFrame, skin: np.ndarray, regions: dict[str, Region]) -> Measurements:
+    """Measure every family on the face and each measurable region."""
+    k = frame.px_per_mm
+    masks = {n: r.mask for n, r in regions.items() if r.measurable}
+    linear, correction = normalize_colour(frame.rgb, skin, reference_mask=sclera_mask(frame, skin))
+    normalised8 = linear_to_srgb8(linear)
+
+    # A spot must span a few of the photo's own pixels, not just of the upsampled frame.
+    min_spot_mm = max(PigmentationParams.spot_min_diameter_mm, MIN_SPOT_NATIVE_PX / frame.native_px_per_mm)
+    pig = measure_pigmentation(linear, masks, k, skin_mask=skin,
+                               params=PigmentationParams(spot_min_diameter_mm=min_spot_mm))
+    lum = skin_luminance(normalised8, skin, k, masks)
+    tex = measure_texture(normalised8, masks, k, skin_mask=skin, native_px_per_mm=frame.native_px_per_mm,
+                          luminance=lum)
+    wr = measure_wrinkles(normalised8, masks, k, skin_mask=skin, priors=wrinkle_priors(frame, regions),
+                          native_px_per_mm=frame.native_px_per_mm, luminance=lum)
+
+    face = {
+        "pigmentation": _pick("pigmentation", pig.face.as_dict()),
+        "texture": _pick("texture", tex.face.as_dict()),
+        "wrinkles": _pick("wrinkles", wr.face.as_dict()),
+    }
+    per_region = {}
+    for name in regions:
+        measured = name in masks
+        per_region[name] = {
+            "pigmentation": _pick("pigmentation", pig.regions[name].as_dict() if measured else None),
+            "texture": _pick("texture", tex.regions[name].as_dict() if measured else None),
+            "wrinkles": _pick("wrinkles", wr.regions[name].as_dict() if measured else None),
+        }
+    warnings = []
+    seen = set()
+    for code, message in [*tex.warnings, *wr.warnings]:
+        if code not in seen:
+            seen.add(code)
+            warnings.append({"code": code, "message": message})
+    layers = {
+        "spots": pig.spot_mask.astype(np.float32),
+        "redness": np.clip(pig.redness_map / 20.0, 0.0, 1.0) * pig.red_mask,
+        "pores": tex.pore_mask.astype(np.float32),
+        "wrinkles": np.clip(wr.wrinkle_response / max(float(np.percentile(wr.wrinkle_response[wr.wrinkle_mask], 90))
+                                                     if wr.wrinkle_mask.any() else 1.0, 1e-6), 0.0, 1.0)
+                    * wr.wrinkle_mask,
+    }
+    return Measurements(face=face, regions=per_region, colour_correction=correction.as_dict(),
+                        warnings=warnings, layers=layers)

@@ -1,0 +1,82 @@
+"""Severity scores 0 (none) - 100 (most severe) from the physical metrics.
+
+Every constant lives in ``SCORING`` below, versioned by ``SCORING_VERSION``; change one and the
+version changes with it. Each metric maps to a severity by one documented monotone function:
+
+    x = max(value - floor, 0);   severity = 100 * x / (x + (half - floor))
+
+``floor`` is the value at which the metric starts to count (typical of clear young skin),
+``half`` the value that scores 50. The curve is strictly increasing above the floor and never
+saturates, so a real change always moves the score. A family score is the weighted mean of its
+metrics' severities over the metrics that were measured (weights renormalised); ``overall`` is
+the mean of the family scores present. Scores are computed the same way for the face and for
+each region.
+
+The anchors are provisional: set from the distribution over 20 adult development faces (ages
+20-47; floors near their 10th percentile, halves near their 90th, so aged or damaged skin scores
+above 50) and from synthetic ground truth. A clinic's own archive can later re-anchor them
+(see ``mesoscan report --reference``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SCORING_VERSION = "1.0"
+
+
+@dataclass(frozen=True)
+class Anchor:
+    floor: float
+    half: float
+    weight: float
+    needs: str | None = None      # another metric of the family that must be > 0 to count
+
+    def severity(self, value: float) -> float:
+        x = max(value - self.floor, 0.0)
+        return 100.0 * x / (x + (self.half - self.floor))
+
+
+SCORING: dict[str, dict[str, Anchor]] = {
+    "pigmentation": {
+        "spot_area_pct": Anchor(floor=0.5, half=6.0, weight=0.35),
+        "spot_contrast_de": Anchor(floor=3.0, half=9.0, weight=0.15, needs="spot_count"),
+        "tone_unevenness": Anchor(floor=4.0, half=12.0, weight=0.25),
+        "red_area_pct": Anchor(floor=2.0, half=20.0, weight=0.25),
+    },
+    "texture": {
+        "roughness": Anchor(floor=1.5, half=5.0, weight=0.5),
+        "pore_density_per_cm2": Anchor(floor=20.0, half=80.0, weight=0.3),
+        "pore_diameter_mm": Anchor(floor=0.15, half=0.35, weight=0.2, needs="pore_density_per_cm2"),
+    },
+    "wrinkles": {
+        "wrinkle_length_mm_per_cm2": Anchor(floor=0.5, half=5.0, weight=0.45),
+        "wrinkle_density_pct": Anchor(floor=0.5, half=6.0, weight=0.3),
+        "wrinkle_depth_index": Anchor(floor=6.0, half=20.0, weight=0.25, needs="wrinkle_count"),
+    },
+}
+FAMILIES = tuple(SCORING)
+
+
+def family_score(family: str, metrics: dict | None) -> float | None:
+    """Score of one family from its metrics dict (None values are skipped); None when nothing
+    of the family was measured."""
+    if not metrics:
+        return None
+    total = weight = 0.0
+    for name, anchor in SCORING[family].items():
+        value = metrics.get(name)
+        if value is None:
+            continue
+        if anchor.needs is not None and not metrics.get(anchor.needs):
+            value = anchor.floor            # e.g. no spots: their contrast is not a severity
+        total += anchor.weight * anchor.severity(float(value))
+        weight += anchor.weight
+    return round(total / weight, 1) if weight else None
+
+
+def scores(metrics_by_family: dict) -> dict:
+    """``{family: score, ..., "overall": score}`` for one face or region."""
+    out = {f: family_score(f, metrics_by_family.get(f)) for f in FAMILIES}
+    present = [v for v in out.values() if v is not None]
+    out["overall"] = round(sum(present) / len(present), 1) if present else None
+    return out
