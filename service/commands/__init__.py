@@ -10,4 +10,6 @@ COMMAND_MODULES = (
     "serve",
     "token",
     "user",
+    "rescore",
+    "report",
 )
