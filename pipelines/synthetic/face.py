@@ -82,9 +82,15 @@ def plant_on_photo(
         spots[name] = truth.spot_count
     for i, (name, count) in enumerate(sorted(planting.lines.items())):
         length = LINE_LENGTHS.get(name, planting.line_length_mm)
-        lines = random_lines(_inner(regions[name].mask, k, 1.0), k, count, length_mm=length,
-                             width_mm=planting.line_width_mm, depth=planting.line_depth,
-                             angle_deg=LINE_ANGLES[name], seed=planting.seed + 211 * i)
+        inner = _inner(regions[name].mask, k, 1.0)
+        for n in range(count, 0, -1):   # a region partly hidden may hold fewer lines
+            try:
+                lines = random_lines(inner, k, n, length_mm=length, width_mm=planting.line_width_mm,
+                                     depth=planting.line_depth, angle_deg=LINE_ANGLES[name],
+                                     seed=planting.seed + 211 * i)
+                break
+            except ValueError:
+                lines = []
         lab, truth = plant_lines(lab, k, lines)
         lines_n[name], lines_mm[name] = truth.count, truth.total_length_mm
     for i, (name, density) in enumerate(sorted(planting.pores_per_cm2.items())):

@@ -1,0 +1,219 @@
+"""Repeatability harness: how much each metric moves under capture wobble, against how much a
+real change moves it.
+
+    python bench/repeatability.py [--dev N] [--write]
+
+For each base photo (the sample render, plus N development faces from ../shared when present)
+the photo is analysed as is, under each capture wobble (exposure +-15 %, white-balance shift,
+rotation +-5 deg, scale 0.8x and 1.25x, JPEG quality 70 and 95, slight blur) and with a real
+change planted into it (more brown spots; deeper lines; more pores). Per metric it prints:
+
+  sd       within-subject SD under wobble (pooled over photos), in the metric's units
+  cv%      that SD over the mean
+  wobble   the largest change any single wobble caused
+  effect   the change the family's real planted effect caused (mean over photos)
+  ratio    effect / wobble (target >= 5: a real change stands well clear of capture noise)
+
+``--write`` stores the SDs and the minimal detectable changes (mdc95 = 1.96 sqrt(2) sd) in
+pipelines/calibration/repeatability.json, which progress tracking reads.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipelines import PIPELINE_VERSION  # noqa: E402
+from pipelines.analysis import Analyzer  # noqa: E402
+from pipelines.calibration import REPEATABILITY_FILE, mdc95_from_sd  # noqa: E402
+from pipelines.errors import ImageRejected  # noqa: E402
+from pipelines.synthetic.face import Planting, plant_on_photo  # noqa: E402
+
+DEV = ROOT.parent / "shared" / "datasets" / "london-dev"
+
+
+def _png(rgb: np.ndarray) -> bytes:
+    return cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]))[1].tobytes()
+
+
+def _jpeg(rgb: np.ndarray, q: int) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", quality=q)
+    return buf.getvalue()
+
+
+def _linear_gain(rgb: np.ndarray, gains) -> np.ndarray:
+    lin = (rgb.astype(np.float32) / 255.0) ** 2.2 * np.asarray(gains, np.float32)
+    return np.clip(np.rint(lin ** (1 / 2.2) * 255.0), 0, 255).astype(np.uint8)
+
+
+def _rotate(rgb: np.ndarray, deg: float) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), deg, 1.0)
+    return cv2.warpAffine(rgb, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def _scale(rgb: np.ndarray, f: float) -> np.ndarray:
+    return cv2.resize(rgb, None, fx=f, fy=f, interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_CUBIC)
+
+
+# name -> bytes from the base photo's pixels
+WOBBLES = {
+    "exposure -15%": lambda im: _png(_linear_gain(im, (0.85, 0.85, 0.85))),
+    "exposure +15%": lambda im: _png(_linear_gain(im, (1.15, 1.15, 1.15))),
+    "white balance": lambda im: _png(_linear_gain(im, (1.08, 1.0, 0.92))),
+    "rotation -5": lambda im: _png(_rotate(im, -5.0)),
+    "rotation +5": lambda im: _png(_rotate(im, 5.0)),
+    "scale 0.8x": lambda im: _png(_scale(im, 0.8)),
+    "scale 1.25x": lambda im: _png(_scale(im, 1.25)),
+    "jpeg q70": lambda im: _jpeg(im, 70),
+    "jpeg q95": lambda im: _jpeg(im, 95),
+    "blur 0.8px": lambda im: _png(cv2.GaussianBlur(im, (0, 0), 0.8)),
+}
+
+# family -> the real change that should move it
+CHANGES = {
+    "pigmentation": Planting(spots={"cheek_left": 8, "cheek_right": 8, "forehead": 5, "chin": 3},
+                             spot_diameter_mm=(3.0, 4.5), spot_delta_l=(9.0, 12.0), seed=11),
+    "wrinkles": Planting(lines={"forehead": 5, "crows_feet_left": 3, "crows_feet_right": 3, "glabella": 2},
+                         line_depth=(9.0, 12.0), line_width_mm=(0.8, 1.2), seed=12),
+    "texture": Planting(pores_per_cm2={"cheek_left": 60.0, "cheek_right": 60.0, "forehead": 40.0},
+                        pore_diameter_mm=(0.3, 0.45), seed=13),
+}
+
+
+def numeric_leaves(doc: dict) -> dict[str, float]:
+    """Face metrics and scores, and region scores, as flat numeric columns."""
+    out = {}
+    for fam, values in (doc.get("metrics") or {}).items():
+        for name, v in (values or {}).items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                out[f"metrics.{fam}.{name}"] = float(v)
+    for fam, v in (doc.get("scores") or {}).items():
+        if v is not None:
+            out[f"scores.{fam}"] = float(v)
+    for region, r in doc.get("regions", {}).items():
+        for fam, v in (r.get("scores") or {}).items():
+            if v is not None:
+                out[f"regions.{region}.scores.{fam}"] = float(v)
+    return out
+
+
+def family_of(key: str) -> str | None:
+    for fam in CHANGES:
+        if f".{fam}" in key:
+            return fam
+    return None
+
+
+def measure_photo(analyzer: Analyzer, data: bytes) -> dict | None:
+    base = analyzer.analyze(data)
+    rgb = np.ascontiguousarray(base.decoded.rgb)
+    if base.decoded.reduction != 1:
+        raise SystemExit("base photos must decode at full resolution")
+    runs = {"base": numeric_leaves(analyzer.analyze(_png(rgb)).document)}
+    for name, make in WOBBLES.items():
+        try:
+            runs[name] = numeric_leaves(analyzer.analyze(make(rgb)).document)
+        except ImageRejected as exc:
+            print(f"  {name}: rejected ({exc.code})", file=sys.stderr)
+    changed = {}
+    for fam, planting in CHANGES.items():
+        planted, _ = plant_on_photo(rgb, base.frame, base.regions, planting)
+        changed[fam] = numeric_leaves(analyzer.analyze(_png(planted)).document)
+    return {"runs": runs, "changed": changed}
+
+
+def summarise(photos: list[dict]) -> dict[str, dict]:
+    keys = sorted({k for p in photos for k in p["runs"]["base"]})
+    table = {}
+    for key in keys:
+        variances, means, wobble, effects = [], [], 0.0, []
+        for p in photos:
+            vals = [r[key] for r in p["runs"].values() if key in r]
+            if len(vals) < 3:
+                continue
+            variances.append(np.var(vals, ddof=1))
+            means.append(np.mean(vals))
+            base = p["runs"]["base"][key]
+            wobble = max(wobble, max(abs(v - base) for v in vals))
+            fam = family_of(key) if not key.endswith(".overall") else None
+            fams = [fam] if fam else list(CHANGES)
+            eff = [abs(p["changed"][f].get(key, base) - base) for f in fams if key in p["changed"][f]]
+            if eff:
+                effects.append(max(eff))
+        if not variances:
+            continue
+        sd = math.sqrt(float(np.mean(variances)))
+        mean = float(np.mean(means))
+        effect = float(np.mean(effects)) if effects else float("nan")
+        table[key] = {
+            "mean": mean, "sd": sd, "cv_pct": 100.0 * sd / abs(mean) if abs(mean) > 1e-9 else float("nan"),
+            "wobble": wobble, "effect": effect,
+            "ratio": effect / wobble if wobble > 1e-9 else float("inf"),
+        }
+    return table
+
+
+def calibration(table: dict[str, dict], n_photos: int) -> dict:
+    def noise(sd: float, cv: float | None = None) -> dict:
+        out = {"sd": round(sd, 4), "mdc95": round(mdc95_from_sd(sd), 4)}
+        if cv is not None and math.isfinite(cv):
+            out["cv_pct"] = round(cv, 2)
+        return out
+
+    scores = {k.split(".")[1]: noise(v["sd"]) for k, v in table.items() if k.startswith("scores.")}
+    pooled = defaultdict(list)
+    for k, v in table.items():
+        if k.startswith("regions."):
+            pooled[k.rsplit(".", 1)[1]].append(v["sd"] ** 2)
+    region_scores = {fam: noise(math.sqrt(float(np.mean(v)))) for fam, v in pooled.items()}
+    metrics = {k[len("metrics."):]: noise(v["sd"], v["cv_pct"]) for k, v in table.items() if k.startswith("metrics.")}
+    return {
+        "version": 1, "pipeline_version": PIPELINE_VERSION, "provisional": False,
+        "method": (f"bench/repeatability.py on {n_photos} photo(s): within-subject SD over the photo and "
+                   f"{len(WOBBLES)} capture wobbles ({', '.join(WOBBLES)}), pooled over photos; region "
+                   "scores pooled over regions; mdc95 = 1.96 * sqrt(2) * sd."),
+        "scores": scores, "region_scores": region_scores, "metrics": metrics,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dev", type=int, default=0, help="also use N development faces from ../shared")
+    ap.add_argument("--write", action="store_true", help="write pipelines/calibration/repeatability.json")
+    args = ap.parse_args()
+    paths = [ROOT / "sample_images" / "astronaut_render.jpg"]
+    if args.dev and DEV.is_dir():
+        paths += sorted(DEV.glob("*.jpg"))[: args.dev]
+    analyzer = Analyzer()
+    photos = []
+    for path in paths:
+        print(f"measuring {path.name} ...", file=sys.stderr, flush=True)
+        photos.append(measure_photo(analyzer, path.read_bytes()))
+    table = summarise(photos)
+    print(f"{len(photos)} photo(s), {len(WOBBLES)} wobbles each; effect = change caused by the family's planted change")
+    print(f"{'measure':52s} {'mean':>9s} {'sd':>8s} {'cv%':>7s} {'wobble':>8s} {'effect':>8s} {'ratio':>7s}")
+    for key, v in table.items():
+        if key.startswith("regions.") and not key.endswith((".pigmentation", ".wrinkles")):
+            continue
+        print(f"{key:52s} {v['mean']:9.2f} {v['sd']:8.3f} {v['cv_pct']:7.1f} {v['wobble']:8.3f} {v['effect']:8.3f} "
+              f"{v['ratio']:7.1f}")
+    if args.write:
+        REPEATABILITY_FILE.write_text(json.dumps(calibration(table, len(photos)), indent=2) + "\n")
+        print(f"wrote {REPEATABILITY_FILE.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
