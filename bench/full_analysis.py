@@ -1,0 +1,62 @@
+"""Full analysis vs decode on a 12 MP JPEG, one core, and the peak memory of one analysis.
+
+    python bench/full_analysis.py
+
+Targets (issue 3): full analysis (decode included) at most 5x the full decode time; peak memory
+under 600 MB. Timings are medians measured in one run; memory is the peak resident set of a
+fresh process that loads the model and analyses the photo once.
+"""
+from __future__ import annotations
+
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.common import median_ms, single_core, twelve_mp_jpeg  # noqa: E402
+
+_CHILD = """
+import resource, sys
+sys.path.insert(0, {root!r})
+from bench.common import single_core
+single_core()
+from pipelines.analysis import Analyzer
+from pipelines.face_detection import FaceDetector
+a = Analyzer(detector=FaceDetector(threads=1))
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+a.analyze(open({path!r}, 'rb').read())
+print(base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def main() -> None:
+    single_core()
+    from pipelines.analysis import Analyzer
+    from pipelines.decode import decode_image
+    from pipelines.face_detection import FaceDetector
+
+    data = twelve_mp_jpeg()
+    analyzer = Analyzer(detector=FaceDetector(threads=1))
+    decode = median_ms(lambda: decode_image(data), repeat=5)
+    analysis = median_ms(lambda: analyzer.analyze(data), repeat=5)
+    doc = analyzer.analyze(data).document
+    with tempfile.NamedTemporaryFile(suffix=".jpg") as f:
+        f.write(data)
+        f.flush()
+        out = subprocess.run([sys.executable, "-c", _CHILD.format(root=str(ROOT), path=f.name)],
+                             capture_output=True, text=True, check=True).stdout.split()
+    before_mb, peak_mb = int(out[0]) / 1024, int(out[1]) / 1024
+    print(f"photo: 4000x3000 JPEG, face at {doc['face']['px_per_mm']:.1f} px/mm, "
+          f"decoded at 1/{doc['image']['decode_reduction']}, quality {doc['quality']['status']}")
+    print(f"full decode                   {decode:8.1f} ms")
+    print(f"full analysis (incl. decode)  {analysis:8.1f} ms  = {analysis / decode:.2f}x decode (target <= 5x)")
+    print(f"peak memory of one analysis   {peak_mb:8.0f} MB  (process with model loaded: {before_mb:.0f} MB; "
+          f"target < 600 MB)")
+
+
+if __name__ == "__main__":
+    main()
