@@ -94,22 +94,23 @@ def build_regions(frame: CanonicalFrame, skin_mask: np.ndarray) -> dict[str, Reg
         poly_px = spec.mm_to_px(poly_mm)
         canvas = np.zeros((h, w), np.uint8)
         cv2.fillPoly(canvas, [np.round(poly_px).astype(np.int32)], 1)
-        raw[name] = canvas.astype(bool)
+        raw[name] = canvas.view(bool)
         polys_px[name] = poly_px
     raw["forehead"] &= ~raw["glabella"]
     for side in ("left", "right"):
         raw[f"cheek_{side}"] &= ~raw[f"nasolabial_{side}"]
     px_per_cm2 = (spec.px_per_mm * 10.0) ** 2
+    visible = skin_mask & frame.valid
     regions = {}
     for name in REGION_NAMES:
-        window = raw[name] & frame.valid
-        mask = window & skin_mask
-        total = int(raw[name].sum())
+        mask = raw[name] & visible
+        n_skin = np.count_nonzero(mask)
+        total = np.count_nonzero(raw[name])
         regions[name] = Region(
             name=name,
             polygon=polys_px[name],
             mask=mask,
-            area_cm2=float(mask.sum()) / px_per_cm2,
-            skin_fraction=float(mask.sum()) / total if total else 0.0,
+            area_cm2=n_skin / px_per_cm2,
+            skin_fraction=n_skin / total if total else 0.0,
         )
     return regions
