@@ -29,8 +29,9 @@ METRIC_NAMES = {
 }
 
 OUTER_EYE_CORNER_MM = 14.0   # pupil to outer canthus, adult mean
-SCLERA_OFFSET_MM = 7.5
-MIN_SPOT_NATIVE_PX = 4.0     # smallest spot diameter in the photo's own pixels       # pupil to the middle of the visible eye white, each side
+EYE_OPENING_MM = (14.0, 4.0)  # semi-axes of the zone searched for eye white, around each pupil
+IRIS_RADIUS_MM = 6.0          # left out of that zone around the pupil landmark
+MIN_SPOT_NATIVE_PX = 4.0     # smallest spot diameter in the photo's own pixels
 
 
 @dataclass
@@ -64,14 +65,20 @@ def _pick(family: str, values: dict | None) -> dict | None:
 
 
 def sclera_mask(frame: CanonicalFrame, skin: np.ndarray) -> np.ndarray:
-    """Small patches either side of each pupil where the eye white shows on an open eye."""
+    """Where the eye whites can be: each eye opening (an ellipse ``EYE_OPENING_MM`` around the
+    pupil landmark) without the iris (a disc of ``IRIS_RADIUS_MM``: the iris is ~5.5-6 mm across
+    its radius in the canonical frame, and MTCNN's pupils are ~2 mm off) and without skin.
+    :func:`pipelines.metrics.colour.select_eye_white` then picks the white pixels in it, so the
+    mask need not land on the sclera exactly (fixed patches beside the pupil caught iris, lashes
+    and lid on real faces)."""
     out = np.zeros(skin.shape, np.uint8)
     k = frame.px_per_mm
+    ax, ay = EYE_OPENING_MM
     for name in ("left_eye", "right_eye"):
         x, y = frame.landmarks[name]
-        for side in (-1, 1):
-            c = (int(round(x + side * SCLERA_OFFSET_MM * k)), int(round(y)))
-            cv2.ellipse(out, c, (int(round(2.5 * k)), int(round(1.2 * k))), 0, 0, 360, 1, -1)
+        c = (int(round(x)), int(round(y)))
+        cv2.ellipse(out, c, (int(round(ax * k)), int(round(ay * k))), 0, 0, 360, 1, -1)
+        cv2.circle(out, c, int(round(IRIS_RADIUS_MM * k)), 0, -1)
     return out.astype(bool) & ~skin
 
 

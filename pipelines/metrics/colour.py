@@ -239,6 +239,70 @@ def _bounded(values: np.ndarray, lo: float, hi: float, names: list[str]) -> tupl
     return out, hit
 
 
+#: Fewest eye-white pixels that make a usable reference.
+MIN_EYE_WHITE_PX = 30
+
+
+def select_eye_white(
+    lin: np.ndarray,
+    zone: np.ndarray,
+    skin: np.ndarray,
+    valid: np.ndarray,
+    corr_full: np.ndarray | None = None,
+    *,
+    min_redness_drop: float = 0.15,
+    min_yellowness_drop: float = 0.10,
+    max_darkening: float = 0.7,
+    band: tuple[float, float] = (50.0, 92.0),
+) -> tuple[np.ndarray, int] | None:
+    """Mean linear RGB (3,) of the eye whites inside ``zone``, and how many pixels it came from;
+    None when fewer than ``MIN_EYE_WHITE_PX`` qualify.
+
+    Everything is judged relative to the face's own skin, in log space, so neither a global
+    exposure change nor a white-balance change (per-channel gains) alters which pixels are
+    chosen: a candidate's log(R/G) is at least ``min_redness_drop`` and its log(G/B) at least
+    ``min_yellowness_drop`` below the skin's median (the sclera is far less red and yellow than
+    any skin; lids, caruncle and skin left in the zone are not), and its log-luminance at most
+    ``max_darkening`` below the skin's median (lashes, pupil, iris and their noisy chroma are
+    out). Of the candidates, ranked by luminance (clipped pixels rank at the top), those between
+    the ``band`` percentiles are averaged, leaving out the few brightest (catch-lights, clipped
+    pixels) and the shadowed lower half (lid shadow, vessels); clipped or black pixels in the
+    band are skipped. ``lin`` float32 (H, W, 3) linear RGB; masks bool (H, W); ``corr_full`` an
+    optional (H, W) illumination correction multiplied in first.
+    """
+    ys, xs = np.nonzero(zone)
+    if ys.size < MIN_EYE_WHITE_PX:
+        return None
+    pix = lin[ys, xs].astype(np.float64) + 1e-5
+    if corr_full is not None:
+        pix *= corr_full[ys, xs][:, None]
+    sk = skin[::3, ::3]
+    if np.count_nonzero(sk) < 50:
+        return None
+    sp = lin[::3, ::3][sk].astype(np.float64) + 1e-5
+    if corr_full is not None:
+        sp *= corr_full[::3, ::3][sk][:, None]
+    luma = LUMA.astype(np.float64)
+
+    def feats(p):
+        return np.log(p[:, 0] / p[:, 1]), np.log(p[:, 1] / p[:, 2]), np.log(p @ luma)
+
+    s_rg, s_gb, s_y = (np.median(f) for f in feats(sp))
+    rg, gb, ly = feats(pix)
+    cand = (rg <= s_rg - min_redness_drop) & (gb <= s_gb - min_yellowness_drop) & (ly >= s_y - max_darkening)
+    if np.count_nonzero(cand) < MIN_EYE_WHITE_PX:
+        return None
+    lyc = ly[cand]
+    lo, hi = np.percentile(lyc, band)
+    chosen = cand.copy()
+    chosen[cand] = (lyc >= lo) & (lyc <= hi)
+    chosen &= valid[ys, xs]
+    n = int(np.count_nonzero(chosen))
+    if n < MIN_EYE_WHITE_PX:
+        return None
+    return pix[chosen].mean(axis=0), n
+
+
 def normalize_colour(
     rgb: np.ndarray,
     skin_mask: np.ndarray,
@@ -257,10 +321,12 @@ def normalize_colour(
     ----------
     rgb : uint8 (H, W, 3) sRGB, the canonical face frame.
     skin_mask : bool (H, W), skin only (no hair, brows, eyes, lips, background).
-    reference_mask : bool (H, W) or None, the eye whites (sclera) from the eye landmarks. When it
-        has at least 30 usable pixels (not clipped, not dark) it is the white-balance reference:
-        the brighter half of its pixels (vessels, lashes and lid shadow are darker) is made to
-        match ``reference_white``. Otherwise near-neutral non-skin pixels are used (grey world over
+    reference_mask : bool (H, W) or None, where the eye whites (sclera) can be: the eye openings
+        from the eye landmarks, without the iris. The eye-white pixels are chosen inside it by
+        :func:`select_eye_white` (whiter than this face's own skin, not dark, a luminance-rank
+        band), so the choice does not move with exposure or white balance. With at least
+        ``MIN_EYE_WHITE_PX`` such pixels their colour is made to match ``reference_white``.
+        Otherwise near-neutral non-skin pixels are used (grey world over
         non-skin: chromaticity within ``neutral_tolerance`` of grey, refined twice at tighter
         tolerance, so a saturated background is ignored rather than neutralised); otherwise none.
     correct_gradient : fit a 2-D quadratic to the skin's log-luminance (on a grid of at most 96
@@ -324,17 +390,10 @@ def normalize_colour(
     target = np.asarray(reference_white, np.float64)
     target = target / float(target @ LUMA.astype(np.float64))
     if ref is not None:
-        sel = ref & valid
-        n = int(np.count_nonzero(sel))
-        if n >= 30:
-            pix = lin[sel].astype(np.float64)
-            if corr_full is not None:
-                pix *= corr_full[sel][:, None]
-            y = pix @ LUMA
-            bright = pix[y >= np.median(y)]
-            ref_colour = bright.mean(axis=0)
+        picked = select_eye_white(lin, ref, skin, valid, corr_full)
+        if picked is not None:
+            ref_colour, n_ref = picked
             reference = REFERENCE_SCLERA
-            n_ref = int(bright.shape[0])
     if ref_colour is None:
         ref_colour, n_ref = _grey_world_non_skin(lin, corr_grid, skin if ref is None else (skin | ref), valid,
                                                  neutral_tolerance)
