@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterator, Mapping
 
+import numpy as np
 import pyarrow as pa
 
 STATUS_SCORED = "scored"
@@ -47,8 +48,20 @@ BASE_TYPES = dict(BASE_COLUMNS)
 _QUALITY_SKIP = {"status", "issues", "occluded_regions"}
 
 
+def plain(value: Any) -> Any:
+    """numpy scalars and arrays as Python values (``json.dumps(..., default=plain)``)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
 def _leaves(prefix: str, node: Any) -> Iterator[tuple[str, Any]]:
-    """(dotted name, value) for every numeric/str/bool/None leaf under ``node`` (dicts only)."""
+    """(dotted name, value) for every numeric/str/bool/None leaf under ``node`` (dicts only;
+    numpy scalars count as their Python values)."""
+    if isinstance(node, np.generic):
+        node = node.item()
     if isinstance(node, Mapping):
         for key, value in node.items():
             yield from _leaves(f"{prefix}.{key}" if prefix else str(key), value)

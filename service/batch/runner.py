@@ -24,6 +24,7 @@ one ``failed`` / ``worker_died`` row while its batch-mates and any bystander bat
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
@@ -35,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from pipelines import PIPELINE_VERSION
-from service.batch.flatten import STATUS_FAILED, STATUS_REJECTED, STATUS_SCORED, problem_row, scored_row
+from service.batch.flatten import STATUS_FAILED, STATUS_REJECTED, STATUS_SCORED, plain, problem_row, scored_row
 from service.batch.resume import DoneSet, read_done
 from service.batch.sources import Item, Source, StoreSource
 from service.batch.worker import STATUS_SKIPPED, Analyze, process_batch
@@ -52,6 +53,7 @@ class RescoreError(Exception):
 class RescoreConfig:
     batch_size: int = 8                 # photos per task
     batch_bytes: int = 32 * 1024 * 1024  # ... or fewer, when their bytes reach this (bytes sent)
+    max_inflight_bytes: int = 512 * 1024 * 1024  # photo bytes sent and not yet scored, whatever the window
     window: int | None = None           # batches in flight; default 2 x worker threads + 1
     part_rows: int = 1000               # rows per Parquet part
     flush_seconds: float = 60.0         # a partial part is written after this long
@@ -77,6 +79,8 @@ class Summary:
     elapsed_s: float = 0.0
     workers: int = 0
     worker_peak_mb: dict[str, float] = field(default_factory=dict)
+    worker_cpu_s: float = 0.0      # CPU time the workers spent in batches (all workers, all threads)
+    worker_busy_s: float = 0.0     # wall time the workers spent in batches
     parts_written: int = 0
     rows_written: int = 0
     interrupted: bool = False
@@ -118,6 +122,10 @@ class Summary:
             lines.append(f"  store: {self.stored_new} analysis rows added beside the old ones, "
                          f"{self.stored_existing} already there for this pipeline version")
         lines.append(f"  dataset: {self.parts_written} parts, {self.rows_written} rows written to {self.out}")
+        if self.processed and self.worker_busy_s:
+            lines.append(f"  workers: {self.worker_cpu_s / self.processed:.2f} CPU s per photo, busy "
+                         f"{100 * self.worker_busy_s / max(self.elapsed_s * max(self.workers, 1), 1e-9):.0f} % "
+                         f"of the run")
         if self.worker_peak_mb:
             peaks = ", ".join(f"{w} {mb:.0f} MB" for w, mb in sorted(self.worker_peak_mb.items()))
             lines.append(f"  peak memory per worker: {peaks}")
@@ -218,7 +226,9 @@ class _Run:
         self.writer = PartWriter(out, part_rows=config.part_rows, flush_seconds=config.flush_seconds,
                                  metadata={"mesoscan.source": source.description,
                                            "mesoscan.pipeline_version": PIPELINE_VERSION})
-        self.pending: dict = {}
+        self.pending: dict = {}                           # future -> its batch
+        self.scattered: dict = {}                         # future -> the future of its scattered bytes
+        self.inflight_bytes = 0
         self.suspects: list[Item] = []                    # photos of batches whose worker died
         self.isolating = False
         self.tag = uuid.uuid4().hex[:8]
@@ -257,6 +267,7 @@ class _Run:
         from service.storage import repository as repo
 
         clinic_id, photo_id = photo
+        document = json.loads(json.dumps(document, default=plain))   # numpy scalars -> JSON values
         with self.source.storage.session() as session:
             try:
                 repo.add_analysis(session, clinic_id, photo_id, PIPELINE_VERSION, document)
@@ -267,37 +278,47 @@ class _Run:
     def _handle(self, fut) -> None:
         from distributed.scheduler import KilledWorker
 
+        from pipelines.errors import ModelUnavailable
+
         batch = self.pending.pop(fut)
+        self.inflight_bytes -= sum(i.nbytes for i in batch)
+        data_fut = self.scattered.pop(fut, None)
         try:
             result = fut.result()
-        except KilledWorker:
+        except ModelUnavailable as exc:
+            raise RescoreError(f"a worker cannot load the face model: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - a lost batch must not end the run
+            died = isinstance(exc, KilledWorker)
             if self.isolating:
                 item = batch[0]
-                row = problem_row(item.path, item.sha256, STATUS_FAILED, "worker_died",
-                                  "the worker process died on this photo (crash or out of memory), alone on the "
-                                  "cluster", PIPELINE_VERSION)
+                if died:
+                    row = problem_row(item.path, item.sha256, STATUS_FAILED, "worker_died",
+                                      "the worker process died on this photo (crash or out of memory), alone on "
+                                      "the cluster", PIPELINE_VERSION)
+                else:
+                    row = problem_row(item.path, item.sha256, STATUS_FAILED, "task_error",
+                                      f"{type(exc).__name__}: {exc}"[:1000], PIPELINE_VERSION)
                 self._accept(row, None, item)
                 self.progress.update(1, self.summary)
                 return
-            log.warning("a worker died on a batch of %d photos: they will be retried one by one at the end",
-                        len(batch))
+            log.warning("%s on a batch of %d photos: they will be retried one by one at the end",
+                        "a worker died" if died else f"{type(exc).__name__}: {exc}", len(batch))
             self.suspects.extend(batch)
             if len(self.suspects) > self.max_suspects:
-                raise RescoreError(f"workers died on batches holding {len(self.suspects)} photos: stopping "
-                                   "(too little memory per worker? see the worker logs); finished rows are saved")
+                raise RescoreError(f"batches holding {len(self.suspects)} photos were lost (last: "
+                                   f"{type(exc).__name__}: {exc}); stopping: too little memory per worker? see "
+                                   "the worker logs. Finished rows are saved: fix, then --resume") from exc
             return
-        except Exception as exc:
-            from pipelines.errors import ModelUnavailable
-
-            if isinstance(exc, ModelUnavailable):
-                raise RescoreError(f"a worker cannot load the face model: {exc}") from exc
-            raise
         finally:
             fut.release()
+            if data_fut is not None:
+                data_fut.release()
         s = self.summary
         if result.get("maxrss_mb") is not None:
             w = result["worker"]
             s.worker_peak_mb[w] = max(s.worker_peak_mb.get(w, 0.0), float(result["maxrss_mb"]))
+        s.worker_cpu_s += float(result.get("cpu_s") or 0.0)
+        s.worker_busy_s += float(result.get("busy_s") or 0.0)
         documents = result.get("documents") or [None] * len(result["rows"])
         for row, document, item in zip(result["rows"], documents, batch):
             if row["status"] == STATUS_SKIPPED:
@@ -310,14 +331,28 @@ class _Run:
         self.writer.maybe_flush()
 
     def _submit(self, batch: list[Item]) -> None:
-        fut = self.client.submit(process_batch, batch, self.skip, self.config.analyze, self.store,
-                                 key=f"mesoscan-rescore-{self.tag}-{self.n_submitted}", pure=False)
+        key = f"mesoscan-rescore-{self.tag}-{self.n_submitted}"
+        nbytes = sum(i.nbytes for i in batch)
+        arg = batch
+        data_fut = None
+        if nbytes:
+            # Bytes go straight to a worker, not inside the task through the scheduler (which
+            # would hold every queued batch's photos and warn about large graphs).
+            [data_fut] = self.client.scatter([batch], hash=False)
+            arg = data_fut
+        fut = self.client.submit(process_batch, arg, self.skip, self.config.analyze, self.store, key=key, pure=False)
         self.n_submitted += 1
         self.pending[fut] = batch
+        self.inflight_bytes += nbytes
+        if data_fut is not None:
+            self.scattered[fut] = data_fut
         self.ac.add(fut)
 
-    def _wait_below(self, limit: int) -> None:
-        while len(self.pending) >= limit and self.pending:
+    def _wait_for_room(self, window: int, next_bytes: int = 0) -> None:
+        """Block until fewer than ``window`` batches are in flight and ``next_bytes`` more
+        would stay under ``max_inflight_bytes``."""
+        while self.pending and (len(self.pending) >= window
+                                or self.inflight_bytes + next_bytes > self.config.max_inflight_bytes):
             self._handle(next(self.ac))
 
     def _existing_store_row(self, item: Item) -> bool:
@@ -386,26 +421,26 @@ class _Run:
                 batch.append(item)
                 batch_bytes += item.nbytes
                 if len(batch) >= batch_size or batch_bytes >= cfg.batch_bytes:
-                    self._wait_below(window)
+                    self._wait_for_room(window, batch_bytes)
                     self._submit(batch)
                     batch, batch_bytes = [], 0
                 while self.ac.has_ready():          # write what is done while enumerating
                     self._handle(next(self.ac))
             if batch:
-                self._wait_below(window)
+                self._wait_for_room(window, batch_bytes)
                 self._submit(batch)
-            self._wait_below(1)
+            self._wait_for_room(1)
             # Photos whose batch lost its worker: each alone on the cluster, so the one that
             # kills workers is told apart from its batch-mates and from bystanders.
             self.isolating = True
             while self.suspects:
                 self._submit([self.suspects.pop(0)])
-                self._wait_below(1)
+                self._wait_for_room(1)
         except KeyboardInterrupt:
             s.interrupted = True
             raise
         finally:
-            for fut in list(self.pending):
+            for fut in list(self.pending) + list(self.scattered.values()):
                 fut.cancel()
             self.writer.close()                     # complete rows are kept, even on Ctrl-C
             self.progress.close()

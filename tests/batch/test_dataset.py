@@ -38,6 +38,16 @@ def test_flatten_is_generic_over_metrics_scores_and_regions():
     assert row["scores.texture.score"] == 40.0 and row["scores.texture.band"] == "moderate"
 
 
+def test_numpy_scalars_are_values():
+    import numpy as np
+
+    doc = fake_document(b"FACE-np")
+    doc["metrics"]["wrinkles"] = {"count": np.int64(7), "deep": np.bool_(True), "len_mm": np.float32(2.5)}
+    row = scored_row("a.jpg", "ab" * 32, doc)
+    assert row["metrics.wrinkles.count"] == 7.0 and row["metrics.wrinkles.deep"] == 1.0
+    assert row["metrics.wrinkles.len_mm"] == 2.5
+
+
 def test_problem_row_keeps_the_quality_report_of_a_gate_rejection():
     details = {"quality": {"status": "reject", "issues": [{"code": "blurred", "severity": "reject"},
                                                          {"code": "low_resolution", "severity": "warn"}],

@@ -111,11 +111,13 @@ def test_killed_run_resumed_equals_a_clean_run(archive, clean, tmp_path):
     refused = _cli(args)                                     # an existing dataset needs --resume
     assert refused.wait(timeout=60) == 2 and "--resume" in refused.stderr.read()
 
-    resumed = _cli(args + ["--resume"])
+    resumed = _cli([a for a in args if a != "--no-progress"] + ["--resume"])
     stdout, stderr = resumed.communicate(timeout=180)
     assert resumed.returncode == 0, stderr[-3000:]
     skipped = int(next(line for line in stdout.splitlines() if line.strip().startswith("skipped")).split()[1])
     assert skipped >= killed_parts * PART_ROWS
+    assert "images/s" in stdout and "no_face" in stdout and "peak memory per worker" in stdout
+    assert "100%" in stderr and "img/s" in stderr                # the progress bar: count, rate, ETA
 
     rows, expected = _sorted_rows(out), _sorted_rows(clean_out)
     assert len(rows) == len(expected)

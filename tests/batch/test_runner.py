@@ -125,3 +125,23 @@ def test_a_photo_that_kills_its_worker_fails_alone(tmp_path):
     assert rows["a.jpg"]["status"] == rows["c.jpg"]["status"] == "scored"
     assert rows["d.jpg"]["reason"] == "no_face"
     assert summary.failed == {"worker_died": 1}
+
+
+def test_fsspec_folder_read_by_the_workers(client, tmp_path):
+    """An object-store style source: listed through fsspec by the client, read by the workers
+    (here the in-memory filesystem, shared because the test cluster runs in this process)."""
+    import fsspec
+
+    from service.batch.sources import open_source
+
+    fs = fsspec.filesystem("memory")
+    files = {"P1/v1/a.jpg": b"FACE a", "P1/v2/b.jpg": b"NOFACE b", "P2/.hidden.jpg": b"FACE h", "P2/c.jpg": b"FACE c"}
+    for rel, data in files.items():
+        fs.pipe(f"/bucket-{tmp_path.name}/{rel}", data)
+    src = open_source(f"memory://bucket-{tmp_path.name}")
+    assert src.kind == "folder" and src.count() == 3
+    summary = rescore(src, tmp_path / "out", client, _cfg())
+    rows = {r["path"]: r for r in _rows(tmp_path / "out")}
+    assert set(rows) == {"P1/v1/a.jpg", "P1/v2/b.jpg", "P2/c.jpg"}
+    assert rows["P2/c.jpg"]["sha256"] == hashlib.sha256(b"FACE c").hexdigest()
+    assert summary.scored == 2 and summary.rejected == {"no_face": 1}
