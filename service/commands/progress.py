@@ -33,20 +33,20 @@ def register(subparsers) -> None:
 def _table(pp) -> list[str]:
     prog = pp.progress
     lines = []
-    header = "date        " + "".join(f"{f:>14}" for f in ("overall", "pigmentation", "texture", "wrinkles"))
+    header = "date        " + "".join(f"{f:>15}" for f in ("overall", "pigmentation", "texture", "wrinkles"))
     lines.append(header)
     for i, v in enumerate(prog.visits):
         cells = []
         for fam in ("overall", "pigmentation", "texture", "wrinkles"):
             s = prog.get(fam)
             if s is None or s.values[i] is None:
-                cells.append(f"{'-':>14}")
+                cells.append(f"{'-':>15}")
                 continue
             b = s.from_baseline[i]
             mark = ""
             if b is not None:
-                mark = f" ({b.delta:+.0f}{'*' if b.real else ''})"
-            cells.append(f"{s.values[i]:.0f}{mark}".rjust(14))
+                mark = f" ({b.delta:+.1f}{'*' if b.real else ''})"
+            cells.append(f"{s.values[i]:.1f}{mark}".rjust(15))
         lines.append(f"{v.date.isoformat()}  " + "".join(cells))
     return lines
 
