@@ -246,8 +246,8 @@ class _Run:
         """'skipped' / 'duplicate' for items the client can drop before sending, else None."""
         if self.store:
             return "skipped" if self.done.has_path(item.path) else None
-        if item.sha256 is None:
-            return "skipped" if item.problem and self.done.has_path(item.path) else None
+        if item.sha256 is None:          # refused by the client, or to be hashed by a worker
+            return "skipped" if self.done.has_path(item.path) else None
         if self.done.has_sha(item.sha256):
             return "skipped"
         return "duplicate" if self._seen_before(item.sha256) else None
@@ -378,6 +378,11 @@ class _Run:
         cfg = self.config
         s = self.summary
         self.ac = as_completed()
+        if not self.client.nthreads():
+            try:
+                self.client.wait_for_workers(1, timeout=120)
+            except TimeoutError as exc:
+                raise RescoreError("no Dask worker joined the scheduler within 120 s") from exc
         nthreads = sum(self.client.nthreads().values()) or 1
         s.workers = len(self.client.nthreads())
         window = cfg.window or (2 * nthreads + 1)
