@@ -27,6 +27,7 @@ from typing import Any, Mapping
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from service.batch.flatten import BASE_NAMES, STATUS_SCORED
 from service.batch.writer import dataset_schema, part_files, read_dataset
@@ -106,7 +107,7 @@ def describe(out: str | os.PathLike, pipeline_version: str | None = None) -> Des
     if schema is None:
         raise FileNotFoundError(f"{out} holds no Parquet parts written by mesoscan rescore")
     ids = read_dataset(out, columns=["status", "reason", "pipeline_version"])
-    versions = Counter(ids.column("pipeline_version").to_pylist())
+    versions = Counter({r["values"]: r["counts"] for r in pc.value_counts(ids.column("pipeline_version")).to_pylist()})
     if pipeline_version is None:
         from pipelines import PIPELINE_VERSION
 
@@ -118,13 +119,16 @@ def describe(out: str | os.PathLike, pipeline_version: str | None = None) -> Des
             raise ValueError(f"the dataset holds pipeline versions {sorted(map(str, versions))}: choose one")
     elif pipeline_version not in versions:
         raise ValueError(f"no rows of pipeline {pipeline_version} in {out} (it has {sorted(map(str, versions))})")
-    version_mask = np.array([v == pipeline_version for v in ids.column("pipeline_version").to_pylist()], bool)
-    statuses = np.array(ids.column("status").to_pylist(), dtype=object)
-    reasons = ids.column("reason").to_pylist()
-    mask = version_mask & (statuses == STATUS_SCORED)
-    status_counts = Counter(statuses[version_mask].tolist())
-    reason_counts = Counter(r for r, keep in zip(reasons, version_mask) if keep and r)
-    del ids
+    in_version = pc.fill_null(pc.equal(ids.column("pipeline_version"), pipeline_version), False)
+    mine = ids.filter(in_version)
+    version_mask = in_version.to_numpy(zero_copy_only=False)
+    mask = version_mask.copy()
+    mask[version_mask] = pc.fill_null(pc.equal(mine.column("status"), STATUS_SCORED), False).to_numpy(
+        zero_copy_only=False)
+    status_counts = Counter({r["values"]: r["counts"] for r in pc.value_counts(mine.column("status")).to_pylist()})
+    reason_counts = Counter({r["values"]: r["counts"] for r in pc.value_counts(mine.column("reason")).to_pylist()
+                             if r["values"]})
+    del ids, mine
     names = measurement_columns(schema)
     columns: dict[str, ColumnStats] = {}
     for i in range(0, len(names), _READ_GROUP):

@@ -84,6 +84,8 @@ class Summary:
     parts_written: int = 0
     rows_written: int = 0
     interrupted: bool = False
+    peak_batches_in_flight: int = 0
+    peak_bytes_in_flight: int = 0
 
     @property
     def processed(self) -> int:
@@ -347,6 +349,9 @@ class _Run:
         if data_fut is not None:
             self.scattered[fut] = data_fut
         self.ac.add(fut)
+        s = self.summary
+        s.peak_batches_in_flight = max(s.peak_batches_in_flight, len(self.pending))
+        s.peak_bytes_in_flight = max(s.peak_bytes_in_flight, self.inflight_bytes)
 
     def _wait_for_room(self, window: int, next_bytes: int = 0) -> None:
         """Block until fewer than ``window`` batches are in flight and ``next_bytes`` more

@@ -102,9 +102,10 @@ def test_killed_run_resumed_equals_a_clean_run(archive, clean, tmp_path):
     assert proc.poll() is None, "the run ended before it could be killed: " + proc.stderr.read()[-2000:]
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
-    group = [p for p in psutil.process_iter(["pid"]) if _pgid(p.pid) == proc.pid]
-    for p in group:                                           # nothing of the killed run survives
-        p.wait(timeout=10) if p.is_running() else None
+    deadline = time.monotonic() + 15                          # nothing of the killed run survives
+    while _alive_in_group(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive_in_group(proc.pid)
     killed_parts = len(part_files(out))
     assert 4 <= killed_parts < clean_summary.parts_written
 
@@ -125,11 +126,15 @@ def test_killed_run_resumed_equals_a_clean_run(archive, clean, tmp_path):
     assert rows == expected                                   # same rows, every column
 
 
-def _pgid(pid):
-    try:
-        return os.getpgid(pid)
-    except OSError:
-        return None
+def _alive_in_group(pgid):
+    alive = []
+    for p in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(p.pid) == pgid and p.info["status"] != psutil.STATUS_ZOMBIE:
+                alive.append(p.pid)
+        except (OSError, psutil.Error):
+            pass
+    return alive
 
 
 def test_store_rescoring_keeps_old_rows(photos, client, tmp_path):

@@ -145,3 +145,15 @@ def test_fsspec_folder_read_by_the_workers(client, tmp_path):
     assert set(rows) == {"P1/v1/a.jpg", "P1/v2/b.jpg", "P2/c.jpg"}
     assert rows["P2/c.jpg"]["sha256"] == hashlib.sha256(b"FACE c").hexdigest()
     assert summary.scored == 2 and summary.rejected == {"no_face": 1}
+
+
+def test_in_flight_work_is_bounded(client, tmp_path):
+    path = tmp_path / "a.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        for i in range(60):
+            zf.writestr(f"P{i % 3}/{i}.jpg", b"FACE %d " % i + bytes(10_000))
+    cfg = _cfg(batch_size=2, window=3, max_inflight_bytes=45_000, part_rows=7)
+    summary = rescore(ZipSource(path), tmp_path / "out", client, cfg)
+    assert summary.scored == 60 and summary.rows_written == 60
+    assert summary.peak_batches_in_flight <= 3
+    assert summary.peak_bytes_in_flight <= 45_000
