@@ -1,8 +1,5 @@
-"""JSON API v1 under ``/api/v1``: one blueprint per resource, registered by :func:`register`.
-
-URL scheme (reserved for the progress engineer, not implemented here):
-``/api/v1/patients/{id}/progress`` and ``/api/v1/patients/{id}/compare?before=&after=``
-(a ``progress.py`` blueprint made with ``service.api.common.api_blueprint``).
+"""JSON API v1 under ``/api/v1``: one blueprint per resource (``RESOURCES``), registered by
+:func:`register`. Progress, charts, before/after and visit reports live in ``progress.py``.
 """
 from __future__ import annotations
 

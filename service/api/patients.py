@@ -9,9 +9,7 @@
     GET    /api/v1/patients/{id}/intake        the latest intake
     GET    /api/v1/patients/{id}/analyses      the patient's analyses (summaries), paginated
 
-Reserved for the progress engineer (not implemented here):
-    GET    /api/v1/patients/{id}/progress                  scores across visits
-    GET    /api/v1/patients/{id}/compare?before=&after=    before/after of two analyses
+Progress, charts and before/after of a patient are in ``service/api/progress.py``.
 """
 from __future__ import annotations
 
