@@ -268,11 +268,26 @@ def _timeline(patient_id: int) -> tuple[list, list[dict]]:
     return visit_rows, analyses
 
 
-def _progress_endpoints() -> dict:
-    """The progress engineer's endpoints, when this server has them (URL templates for the
-    page's JavaScript, with ``{id}`` for the patient)."""
+def _progress_links(patient_id: int, analyses: list[dict]) -> dict:
+    """URLs of the progress API for the page (when this server has it): the chart, the progress
+    document, the before/after panels (``BEFORE``/``AFTER`` stand for visit ids) and the visits
+    that have an analysed photo, which are the ones a before/after can use."""
     views = current_app.view_functions
-    return {"available": any(name.startswith("progress.") for name in views)}
+    if "progress.progress_chart_png" not in views:
+        return {"available": False}
+    out = {"available": True,
+           "chart_url": url_for("progress.progress_chart_png", patient_id=patient_id),
+           "json_url": url_for("progress.get_progress", patient_id=patient_id)}
+    if "progress.compare_png" in views:
+        for panel in ("before", "after"):
+            out[f"compare_{panel}"] = url_for("progress.compare_png", patient_id=patient_id, before="BEFORE",
+                                              after="AFTER", panel=panel)
+        visits = {a["visit"].id: a["visit"] for a in analyses if a["visit"] is not None}
+        out["choices"] = [{"value": v.id, "label": v.visit_date.isoformat()}
+                          for v in sorted(visits.values(), key=lambda v: (v.visit_date, v.id))]
+    if "progress.visit_report" in views:
+        out["report_url"] = url_for("progress.visit_report", visit_id=0).replace("/0/", "/VISIT/")
+    return out
 
 
 @bp.get("/patients/<int:patient_id>")
@@ -286,7 +301,7 @@ def patient(patient_id: int):
     return render_template("web/patient.html", patient=p, visits=visits, analyses=analyses, intake=intake,
                            plan=plan, plan_status=present.PLAN_STATUS.get((plan.document or {}).get("status"))
                            if plan else None, fields=present.intake_fields(), today=dt.date.today(),
-                           progress=_progress_endpoints())
+                           progress=_progress_links(p.id, analyses))
 
 
 @bp.get("/patients/<int:patient_id>/upload")

@@ -83,10 +83,11 @@ def blurred_photo(path: Path) -> Path:
     return path
 
 
-def second_visit_photo(path: Path) -> Path:
-    """The same face, re-encoded slightly brighter: another file (another sha256) for a later visit."""
+def variant_photo(path: Path, brighter: int) -> Path:
+    """The same face re-encoded ``brighter`` grey levels brighter: another file (another sha256),
+    as a photo of the same patient at another visit."""
     import cv2
 
     img = cv2.imread(str(SAMPLE), cv2.IMREAD_COLOR)
-    cv2.imwrite(str(path), cv2.convertScaleAbs(img, alpha=1.0, beta=6), [cv2.IMWRITE_JPEG_QUALITY, 93])
+    cv2.imwrite(str(path), cv2.convertScaleAbs(img, alpha=1.0, beta=brighter), [cv2.IMWRITE_JPEG_QUALITY, 93])
     return path

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from browser_helpers import EMAIL, PASSWORD, SAMPLE, blurred_photo, missing_reason, second_visit_photo
+from browser_helpers import EMAIL, PASSWORD, SAMPLE, blurred_photo, missing_reason, variant_photo
 
 _reason = missing_reason()
 if _reason:
@@ -113,9 +113,14 @@ def test_practitioner_flow(page: Page, live):
     bar = page.get_by_role("img", name=re.compile(r"^Pigmentation, whole face: \d+ of 100$"))
     expect(bar).to_be_visible()
 
-    # the overlay loads; switching the layer and the region re-requests the PNG
+    # the overlay loads, zoomed to the face; switching the layer and the region re-requests the PNG
     assert natural_width(page, "#overlay-img") > 0
+    expect(page.locator("#overlay-frame")).to_have_class(re.compile("zoomed"))
     shot(page, "04-results")
+    page.get_by_label("Zoom to face/region").uncheck()   # the whole photo (and smaller PNGs from here on)
+    expect(page.locator("#overlay-frame")).not_to_have_class(re.compile("zoomed"))
+    expect(page.locator("#overlay-img")).to_have_attribute("src", re.compile(r"/overlays/regions\.png\?size=1024$"))
+    assert natural_width(page, "#overlay-img") > 0
     page.locator(".segmented label", has_text="Spots").click()
     expect(page.locator("#overlay-img")).to_have_attribute("src", re.compile(r"/overlays/spots\.png\?size=\d+$"))
     assert natural_width(page, "#overlay-img") > 0
@@ -263,8 +268,9 @@ def test_progress_chart_and_before_after(page: Page, live, tmp_path):
     page.get_by_label("Date").fill("2025-01-06")
     page.get_by_role("button", name="Save visit").click()
     expect(page.locator("section", has=page.locator("#visits-title")).locator("tbody tr")).to_have_count(1)
-    for visit_label, photo in (("Visit of 2025-01-06", SAMPLE),
-                               (None, second_visit_photo(tmp_path / "later.jpg"))):
+    # (other files than the flow test's: a photo belongs to one patient of the clinic)
+    for visit_label, photo in (("Visit of 2025-01-06", variant_photo(tmp_path / "earlier.jpg", 2)),
+                               (None, variant_photo(tmp_path / "later.jpg", 8))):
         page.goto(f"/patients/{patient_id}/upload")
         if visit_label:
             page.get_by_label("Visit").select_option(label=visit_label)
@@ -273,6 +279,9 @@ def test_progress_chart_and_before_after(page: Page, live, tmp_path):
         page.wait_for_url(re.compile(r"/analyses/\d+$"), timeout=60_000)
     page.goto(f"/patients/{patient_id}")
     assert natural_width(page, "#progress-chart") > 0
+    expect(page.locator("#progress-summaries li").first).to_contain_text("whole face")
+    expect(page.get_by_role("link", name=re.compile(r"^Report of 2025-01-06"))).to_have_attribute(
+        "href", re.compile(r"/api/v1/visits/\d+/report\.html$"))
     expect(page.locator("#before-after")).to_be_visible()
     assert natural_width(page, "#ba-img-before") > 0
     assert natural_width(page, "#ba-img-after") > 0

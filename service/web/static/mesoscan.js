@@ -379,24 +379,78 @@ function initVisitForm() {
   });
 }
 
+/** The problem's detail for a URL an <img> failed to load (the image tag cannot read it). */
+async function imageProblem(url, fallback) {
+  try {
+    const resp = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    if (resp.ok) return fallback;
+    let problem = null;
+    try { problem = await resp.json(); } catch (err) { problem = null; }
+    return problemText(resp.status, problem, fallback);
+  } catch (err) {
+    return problemText(0);
+  }
+}
+
+const VERDICTS = { improved: ["ok", "improved"], worsened: ["bad", "worsened"], no_real_change: ["sev", "no real change"] };
+
+async function loadSummaries(section) {
+  const box = $("#progress-summaries");
+  if (!box || !section.dataset.progressUrl) return;
+  let doc;
+  try {
+    doc = await api("GET", section.dataset.progressUrl);
+  } catch (err) {
+    showMessage($("#progress-error"), err.message);
+    return;
+  }
+  const list = document.createElement("ul");
+  list.className = "summaries-list";
+  for (const s of (doc.summaries || []).slice(0, 12)) {
+    const li = document.createElement("li");
+    const verdict = (s.change && s.change.verdict) || s.verdict;
+    if (VERDICTS[verdict]) {
+      const badge = document.createElement("span");
+      badge.className = `badge badge-${VERDICTS[verdict][0]}`;
+      badge.textContent = VERDICTS[verdict][1];
+      li.append(badge, " ");
+    }
+    li.append(s.text || "");
+    list.append(li);
+  }
+  box.replaceChildren();
+  const FIRST = 4;   // the whole-face lines; the regions' behind "more"
+  if (list.children.length > FIRST + 1) {
+    const more = document.createElement("details");
+    const summary = document.createElement("summary");
+    summary.className = "linkish";
+    summary.textContent = `${list.children.length - FIRST} more, per region`;
+    const rest = document.createElement("ul");
+    rest.className = "summaries-list";
+    while (list.children.length > FIRST) rest.prepend(list.lastElementChild);
+    more.append(summary, rest);
+    box.append(list, more);
+  } else if (list.children.length) box.append(list);
+  for (const note of doc.notes || []) {
+    const p = document.createElement("p");
+    p.className = "muted small";
+    p.textContent = `Note: ${note}`;
+    box.append(p);
+  }
+}
+
 function initProgress() {
   const section = $("#progress");
   if (!section || section.dataset.available !== "yes") return;
   const chart = $("#progress-chart");
   if (chart) {
-    chart.addEventListener("error", async () => {
-      let text = "The progress chart could not be loaded.";
-      try {
-        const resp = await fetch(chart.src, { credentials: "same-origin", headers: { Accept: "application/json" } });
-        if (!resp.ok) {
-          let problem = null;
-          try { problem = await resp.json(); } catch (err) { problem = null; }
-          text = problemText(resp.status, problem, text);
-        }
-      } catch (err) { text = problemText(0); }
+    const failed = async () => {
       chart.hidden = true;
-      showMessage($("#progress-error"), text);
-    });
+      showMessage($("#progress-error"), await imageProblem(chart.src, "The progress chart could not be loaded."));
+    };
+    chart.addEventListener("error", failed);
+    if (chart.complete && chart.naturalWidth === 0 && chart.getAttribute("src")) failed();
+    loadSummaries(section);
   }
   initBeforeAfter(section);
 }
@@ -405,39 +459,54 @@ function initBeforeAfter(section) {
   const box = $("#before-after");
   if (!box) return;
   const slider = $("#ba-slider");
+  const bottom = $("#ba-img-before");
   const top = $("#ba-img-after");
   const line = $("#ba-line");
+  const error = $("#ba-error");
   const setClip = () => {
     const v = Number(slider.value);
     top.style.clipPath = `inset(0 0 0 ${v}%)`;
     line.style.left = `${v}%`;
-    slider.setAttribute("aria-valuetext", `${v} % before, ${100 - v} % after`);
+    slider.setAttribute("aria-valuetext", `divider at ${v} %: before on the left, after on the right`);
   };
   slider.addEventListener("input", setClip);
   setClip();
-  const choices = JSON.parse(section.dataset.compareChoices || "[]");
+  let choices = [];
+  try { choices = JSON.parse(section.dataset.compareChoices || "[]"); } catch (err) { choices = []; }
+  if (choices.length < 2) return;
   const before = $("#ba-before");
   const after = $("#ba-after");
-  if (choices.length < 2) return;
   for (const c of choices) {
     before.append(new Option(c.label, c.value));
     after.append(new Option(c.label, c.value));
   }
-  before.value = choices[0].value;
-  after.value = choices[choices.length - 1].value;
+  before.value = String(choices[0].value);
+  after.value = String(choices[choices.length - 1].value);
+  let current = "";
+  const urlOf = (template) => template.replace("BEFORE", encodeURIComponent(before.value))
+                                      .replace("AFTER", encodeURIComponent(after.value));
   const load = () => {
-    const error = $("#ba-error");
     showMessage(error, "");
     if (before.value === after.value) { showMessage(error, "Choose two different visits."); return; }
-    const urls = {
-      before: section.dataset.compareBefore.replace("BEFORE", before.value).replace("AFTER", after.value),
-      after: section.dataset.compareAfter.replace("BEFORE", before.value).replace("AFTER", after.value),
+    const urls = [urlOf(section.dataset.compareBefore), urlOf(section.dataset.compareAfter)];
+    current = urls.join(" ");
+    const stage = $("#ba-stage");
+    stage.classList.add("loading");
+    let done = 0;
+    const settled = () => { if (++done === 2) stage.classList.remove("loading"); };
+    const failed = async (img) => {
+      settled();
+      const mine = current;
+      const text = await imageProblem(img.src, "The before/after images could not be made for these visits.");
+      if (mine === current) { stage.hidden = true; showMessage(error, text); }
     };
-    const onError = () => showMessage(error, "The before/after images could not be made for these visits.");
-    $("#ba-img-before").onerror = onError;
-    top.onerror = onError;
-    $("#ba-img-before").src = urls.before;
-    top.src = urls.after;
+    bottom.onload = settled; top.onload = settled;
+    bottom.onerror = () => failed(bottom); top.onerror = () => failed(top);
+    stage.hidden = false;
+    bottom.alt = `Before: the photo of ${before.selectedOptions[0].textContent}`;
+    top.alt = `After: the photo of ${after.selectedOptions[0].textContent}, aligned onto the before photo`;
+    bottom.src = urls[0];
+    top.src = urls[1];
   };
   before.addEventListener("change", load);
   after.addEventListener("change", load);
