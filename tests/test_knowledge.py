@@ -163,26 +163,26 @@ def test_unknown_source(kdir):
 
 
 def test_rule_unknown_key(kdir):
-    edit(kdir, "concerns.yaml", lambda d: d["concerns"]["spots"]["detect"][0]["any"][0].update(threshold=2))
-    refused(kdir, "concerns.yaml", "concerns.spots.detect[0].any[0].threshold")
+    edit(kdir, "concerns.yaml", lambda d: d["concerns"]["spots"]["detect"][0]["all"][0].update(threshold=2))
+    refused(kdir, "concerns.yaml", "concerns.spots.detect[0].all[0].threshold")
 
 
 def test_rule_bad_operator(kdir):
-    edit(kdir, "concerns.yaml", lambda d: d["concerns"]["redness"]["detect"][0]["any"][1].update(op="=>"))
-    refused(kdir, "concerns.yaml", "concerns.redness.detect[0].any[1].op")
+    edit(kdir, "concerns.yaml", lambda d: d["concerns"]["redness"]["detect"][0]["all"][1].update(op="=>"))
+    refused(kdir, "concerns.yaml", "concerns.redness.detect[0].all[1].op")
 
 
 def test_rule_threshold_must_be_a_number(kdir):
-    edit(kdir, "concerns.yaml", lambda d: d["concerns"]["spots"]["detect"][0]["any"][0].update(value="1.5"))
-    refused(kdir, "concerns.yaml", "concerns.spots.detect[0].any[0].value")
-    edit(kdir, "concerns.yaml", lambda d: d["concerns"]["spots"]["detect"][0]["any"][0].update(value=True))
-    refused(kdir, "concerns.yaml", "concerns.spots.detect[0].any[0].value")
+    edit(kdir, "concerns.yaml", lambda d: d["concerns"]["spots"]["detect"][0]["all"][0].update(value="30"))
+    refused(kdir, "concerns.yaml", "concerns.spots.detect[0].all[0].value")
+    edit(kdir, "concerns.yaml", lambda d: d["concerns"]["spots"]["detect"][0]["all"][0].update(value=True))
+    refused(kdir, "concerns.yaml", "concerns.spots.detect[0].all[0].value")
 
 
 def test_rule_misspelt_metric(kdir):
-    edit(kdir, "concerns.yaml", lambda d: d["concerns"]["spots"]["detect"][0]["any"][1].update(
+    edit(kdir, "concerns.yaml", lambda d: d["concerns"]["spots"]["detect"][0]["all"][1].update(
         metric="metrics.pigmentation.spots_count"))
-    err = refused(kdir, "concerns.yaml", "concerns.spots.detect[0].any[1]")
+    err = refused(kdir, "concerns.yaml", "concerns.spots.detect[0].all[1]")
     assert "unknown metric path 'metrics.pigmentation.spots_count'" in err.message
 
 
@@ -194,8 +194,8 @@ def test_rule_overall_score_only_at_face_scope(kdir):
 
 
 def test_rule_condition_without_value(kdir):
-    edit(kdir, "concerns.yaml", lambda d: d["concerns"]["spots"]["detect"][0]["any"][0].pop("value"))
-    assert "needs metric, op and value" in refused(kdir, "concerns.yaml", "concerns.spots.detect[0].any[0]").message
+    edit(kdir, "concerns.yaml", lambda d: d["concerns"]["spots"]["detect"][0]["all"][0].pop("value"))
+    assert "needs metric, op and value" in refused(kdir, "concerns.yaml", "concerns.spots.detect[0].all[0]").message
 
 
 def test_rule_bad_scope(kdir):

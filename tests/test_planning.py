@@ -9,10 +9,12 @@ from datetime import date
 import pytest
 
 from pipelines.errors import ImageRejected, InvalidInput
+from pipelines.knowledge import load_knowledge
 from pipelines.planning import RejectedAnalysis, detect_concerns, make_plan, parse_intake
 from pipelines.planning.samples import example_analysis
 from service.commands import plan as plan_cmd
 
+KB = load_knowledge()
 START = date(2025, 3, 3)
 CLEAR_INTAKE = {
     "pregnant": False, "breastfeeding": False, "cancer": False, "insulin_diabetes": False,
@@ -29,12 +31,19 @@ def plan(doc=None, start=START, **changes) -> dict:
     return make_plan(doc or example_analysis(), intake(**changes), start=start).to_dict()
 
 
-# An analysis with spots on both cheeks, an uneven tone overall and fine lines on the forehead.
+# An analysis with spots on both cheeks, an uneven tone overall and fine lines on the forehead, in
+# measurements only (scores computed from them): spots 33.6 and 30.5, tone 37.9, lines 49.4.
+P, T, W = "metrics.pigmentation.", "metrics.texture.", "metrics.wrinkles."
 MIXED = dict(
-    face={"metrics.pigmentation.tone_unevenness": 3.4, "scores.pigmentation": 35},
-    regions={"cheek_left": {"metrics.pigmentation.spot_area_pct": 2.4, "scores.pigmentation": 55},
-             "cheek_right": {"metrics.pigmentation.spot_count": 7, "scores.pigmentation": 48},
-             "forehead": {"metrics.wrinkles.wrinkle_length_mm_per_cm2": 11.0, "scores.wrinkles": 45}})
+    face={P + "tone_unevenness": 10.5, P + "red_area_pct": 9.0, P + "spot_count": 80, P + "spot_area_pct": 4.4,
+          P + "spot_contrast_de": 6.2},
+    regions={"cheek_left": {P + "spot_count": 12, P + "spot_area_pct": 7.5, P + "spot_contrast_de": 8.0,
+                            P + "tone_unevenness": 7.0},
+             "cheek_right": {P + "spot_count": 9, P + "spot_area_pct": 6.4, P + "spot_contrast_de": 7.0,
+                             P + "tone_unevenness": 6.5},
+             "forehead": {W + "wrinkle_length_mm_per_cm2": 7.0, W + "wrinkle_density_pct": 7.0,
+                          W + "wrinkle_depth_index": 11.0, W + "wrinkle_count": 6}},
+    rescore=True)
 
 
 # --- contraindications ----------------------------------------------------------------------------
@@ -130,54 +139,81 @@ def test_unknown_allergy_needs_review():
 
 
 def test_allergies_to_everything_suggested_need_review():
-    doc = example_analysis(regions={"chin": {"metrics.texture.pore_diameter_mm": 0.3}})
+    doc = example_analysis(regions={"chin": {"metrics.texture.pore_diameter_mm": 0.34}}, rescore=True)
     result = plan(doc, allergies=["zinc", "b_vitamin_complex"])
     assert result["suggestions"] == []
     assert result["status"] == "needs_review" and result["reasons"][0]["code"] == "all_excluded"
 
 
 # --- concerns -> ingredients ---------------------------------------------------------------------
+#
+# Documents below state measurements only (rescore=True: scores computed by pipelines.scoring, as the
+# analysis does). Values: what a region showing the concern measures, against the 20 young-adult
+# development faces the thresholds were set on (concerns.yaml; docs/planning.md).
 
 # concern: (overrides that show it and nothing else, region, triggering metric and value, ingredients)
 CONCERNS = {
-    "spots": ({"regions": {"cheek_left": {"metrics.pigmentation.spot_area_pct": 2.0}}},
-              "cheek_left", ("metrics.pigmentation.spot_area_pct", 2.0), {"glutathione", "vitamin_c"}),
-    "redness": ({"regions": {"cheek_right": {"metrics.pigmentation.red_area_pct": 6.5}}},
-                "cheek_right", ("metrics.pigmentation.red_area_pct", 6.5),
-                {"alpha_lipoic_acid", "centella_asiatica", "zinc"}),
-    "uneven_tone": ({"face": {"metrics.pigmentation.tone_unevenness": 3.4}},
-                    "face", ("metrics.pigmentation.tone_unevenness", 3.4),
+    # 12 spots covering 7.5 % of the cheek, delta-E 8 (young-adult region p50: 3 spots, 1.5 %)
+    "spots": ({"regions": {"cheek_left": {P + "spot_count": 12, P + "spot_area_pct": 7.5,
+                                          P + "spot_contrast_de": 8.0, P + "tone_unevenness": 7.0}}},
+              "cheek_left", (P + "spot_area_pct", 7.5), {"glutathione", "vitamin_c"}),
+    # 40 % of the cheek red (region p90 27 %)
+    "redness": ({"regions": {"cheek_right": {P + "red_area_pct": 40.0, P + "erythema_index": 24.0,
+                                             P + "tone_unevenness": 8.0}}},
+                "cheek_right", (P + "red_area_pct", 40.0), {"alpha_lipoic_acid", "centella_asiatica", "zinc"}),
+    # face tone unevenness 10.5 delta-E (face p90 9.3), with some redness and spots as such faces have
+    "uneven_tone": ({"face": {P + "tone_unevenness": 10.5, P + "red_area_pct": 9.0, P + "spot_count": 80,
+                              P + "spot_area_pct": 4.4, P + "spot_contrast_de": 6.2}},
+                    "face", (P + "tone_unevenness", 10.5),
                     {"vitamin_c", "glutathione", "hyaluronic_acid", "b_vitamin_complex"}),
-    "rough_texture": ({"regions": {"forehead": {"metrics.texture.roughness": 3.5}}},
-                      "forehead", ("metrics.texture.roughness", 3.5),
+    "rough_texture": ({"regions": {"forehead": {T + "roughness": 4.8}}},
+                      "forehead", (T + "roughness", 4.8),
                       {"hyaluronic_acid", "amino_acid_complex", "b_vitamin_complex", "alpha_lipoic_acid"}),
-    "enlarged_pores": ({"regions": {"nasolabial_right": {"metrics.texture.pore_diameter_mm": 0.3}}},
-                       "nasolabial_right", ("metrics.texture.pore_diameter_mm", 0.3), {"zinc", "b_vitamin_complex"}),
-    "fine_lines": ({"regions": {"crows_feet_left": {"metrics.wrinkles.wrinkle_length_mm_per_cm2": 10.0,
-                                                   "metrics.wrinkles.wrinkle_depth_index": 0.3}}},
-                   "crows_feet_left", ("metrics.wrinkles.wrinkle_length_mm_per_cm2", 10.0),
+    "enlarged_pores": ({"regions": {"nasolabial_right": {T + "pore_diameter_mm": 0.34, T + "pore_density_per_cm2": 45.0}}},
+                       "nasolabial_right", (T + "pore_diameter_mm", 0.34), {"zinc", "b_vitamin_complex"}),
+    # four lines of delta-L* 11 at the eye corner (face depth index p50 10.6)
+    "fine_lines": ({"regions": {"crows_feet_left": {W + "wrinkle_length_mm_per_cm2": 7.0, W + "wrinkle_density_pct": 7.0,
+                                                   W + "wrinkle_depth_index": 11.0, W + "wrinkle_count": 4}}},
+                   "crows_feet_left", (W + "wrinkle_depth_index", 11.0),
                    {"hyaluronic_acid", "amino_acid_complex", "vitamin_c", "alpha_lipoic_acid", "centella_asiatica"}),
-    "deep_wrinkles": ({"regions": {"nasolabial_left": {"scores.wrinkles": 60,
-                                                      "metrics.wrinkles.wrinkle_depth_index": 0.7}}},
-                      "nasolabial_left", ("scores.wrinkles", 60.0), {"amino_acid_complex", "hyaluronic_acid"}),
+    # three dark lines, delta-L* 18 (face p90 14.3)
+    "deep_wrinkles": ({"regions": {"nasolabial_left": {W + "wrinkle_length_mm_per_cm2": 7.0, W + "wrinkle_density_pct": 9.0,
+                                                      W + "wrinkle_depth_index": 18.0, W + "wrinkle_count": 3}}},
+                      "nasolabial_left", (W + "wrinkle_depth_index", 18.0), {"amino_acid_complex", "hyaluronic_acid"}),
 }
 
 
-def test_clear_skin_shows_no_concern():
-    result = plan(example_analysis())
+def found(**overrides) -> list[tuple[str, tuple[str, ...]]]:
+    """(concern, regions) detected in a rescored example analysis."""
+    return [(c.id, c.regions) for c in detect_concerns(example_analysis(rescore=True, **overrides))]
+
+
+@pytest.mark.parametrize("rescore", [False, True])
+def test_clear_skin_shows_no_concern(rescore):
+    result = plan(example_analysis(rescore=rescore))
     assert result["concerns"] == [] and result["suggestions"] == [] and result["target_regions"] == []
     assert result["status"] == "eligible"
+
+
+def test_rescored_example_computes_every_score():
+    doc = example_analysis(rescore=True, regions={"chin": {W + "wrinkle_count": 4}})
+    assert doc["scores"]["overall"] is not None and doc["regions"]["chin"]["scores"]["wrinkles"] > 0
+    with pytest.raises(ValueError, match="computed from the metrics"):
+        example_analysis(rescore=True, regions={"chin": {"scores.wrinkles": 50.0}})
 
 
 @pytest.mark.parametrize("concern", CONCERNS)
 def test_each_concern_triggers_its_ingredients(concern):
     overrides, region, (metric, value), ingredients = CONCERNS[concern]
-    result = plan(example_analysis(**overrides))
+    doc = example_analysis(rescore=True, **overrides)
+    result = plan(doc)
     assert [c["id"] for c in result["concerns"]] == [concern]
-    found = result["concerns"][0]
-    assert found["regions"] == [region]
+    detected = result["concerns"][0]
+    assert detected["regions"] == [region]
+    where = doc if region == "face" else doc["regions"][region]
+    assert detected["severity"] == where["scores"][KB.concerns.concerns[concern].severity.split(".")[1]]
     assert {"metric": metric, "value": value, "region": region} in [
-        {k: e[k] for k in ("metric", "value", "region")} for e in found["evidence"] if e["op"]]
+        {k: e[k] for k in ("metric", "value", "region")} for e in detected["evidence"] if e["op"]]
     assert {s["ingredient"] for s in result["suggestions"]} == ingredients
     for s in result["suggestions"]:
         assert s["concerns"] == [concern] and s["regions"] == [region]
@@ -185,77 +221,157 @@ def test_each_concern_triggers_its_ingredients(concern):
     assert result["target_regions"] == [region]
 
 
-def test_just_below_thresholds_shows_nothing():
-    doc = example_analysis(
-        face={"metrics.pigmentation.tone_unevenness": 2.99},
-        regions={"cheek_left": {"metrics.pigmentation.spot_area_pct": 1.49, "metrics.pigmentation.spot_count": 4,
-                                "metrics.pigmentation.red_area_pct": 4.9, "metrics.texture.roughness": 2.9,
-                                "scores.texture": 39.9, "metrics.texture.pore_diameter_mm": 0.24,
-                                "metrics.texture.pore_density_per_cm2": 59.0},
-                 "forehead": {"scores.wrinkles": 39.0, "metrics.wrinkles.wrinkle_length_mm_per_cm2": 7.9,
-                              "metrics.wrinkles.wrinkle_density_pct": 2.9, "metrics.wrinkles.wrinkle_depth_index": 0.9}})
-    assert detect_concerns(doc) == []
+# Things every young face shows, measured on the development faces: none is a concern.
+YOUNG_ADULT = {
+    # the lower-lid crease: one long line, wrinkle score 58.7 (age 22)
+    "under-eye crease": {"under_eye_left": {W + "wrinkle_length_mm_per_cm2": 9.4, W + "wrinkle_density_pct": 16.0,
+                                            W + "wrinkle_depth_index": 11.1, W + "wrinkle_count": 1}},
+    # a nasolabial fold of contrast 15: one line, score 48.3
+    "nasolabial fold": {"nasolabial_right": {W + "wrinkle_length_mm_per_cm2": 4.5, W + "wrinkle_density_pct": 8.0,
+                                             W + "wrinkle_depth_index": 15.0, W + "wrinkle_count": 1}},
+    # two dark blobs at the eye corner make a quarter of a 3 cm2 region "spot area" (age 20)
+    "eye-corner shadow": {"crows_feet_left": {P + "spot_count": 2, P + "spot_area_pct": 27.7,
+                                              P + "spot_contrast_de": 6.5, P + "tone_unevenness": 7.1}},
+    # many faint spots on even skin (delta-E 4.3, tone 3.0): pigmentation score 25.5
+    "faint spots": {"cheek_right": {P + "spot_count": 10, P + "spot_area_pct": 10.8, P + "spot_contrast_de": 4.3,
+                                    P + "tone_unevenness": 3.0, P + "red_area_pct": 0.4}},
+    # a pink patch on a fifth of the cheek (region p90 27 %)
+    "flushed cheek": {"cheek_left": {P + "red_area_pct": 20.0, P + "erythema_index": 21.0}},
+    # fold shading makes a region's tone uneven; tone is judged on the whole face
+    "shaded fold": {"nasolabial_left": {P + "tone_unevenness": 17.5, P + "spot_area_pct": 6.7,
+                                        P + "spot_count": 4, P + "red_area_pct": 11.3}},
+}
+
+
+@pytest.mark.parametrize("case", YOUNG_ADULT)
+def test_young_adult_features_are_no_concern(case):
+    assert found(regions=YOUNG_ADULT[case]) == []
+
+
+def test_young_adult_face_metrics_are_no_concern():
+    # the development faces' whole-face medians (spots 61 covering 3 %, tone 7.3, red 5.1 %, lines 10.6)
+    assert found(face={P + "spot_count": 61, P + "spot_area_pct": 3.0, P + "spot_contrast_de": 5.7,
+                       P + "tone_unevenness": 7.3, P + "red_area_pct": 5.1, W + "wrinkle_count": 6,
+                       W + "wrinkle_length_mm_per_cm2": 1.25, W + "wrinkle_density_pct": 1.9,
+                       W + "wrinkle_depth_index": 10.6}) == []
+
+
+# Each threshold, on both sides (scores given, so one condition changes at a time).
+BOUNDARIES = [
+    ("spots", "cheek_left", {"scores.pigmentation": 30.0, P + "spot_count": 8, P + "spot_area_pct": 6.0},
+     [("scores.pigmentation", 29.9), (P + "spot_count", 7), (P + "spot_area_pct", 5.99)]),
+    ("redness", "cheek_right", {"scores.pigmentation": 30.0, P + "red_area_pct": 30.0},
+     [("scores.pigmentation", 29.9), (P + "red_area_pct", 29.9)]),
+    ("uneven_tone", "face", {"scores.pigmentation": 30.0, P + "tone_unevenness": 9.3},
+     [("scores.pigmentation", 29.9), (P + "tone_unevenness", 9.29)]),
+    ("rough_texture", "forehead", {T + "roughness": 4.4}, [(T + "roughness", 4.39)]),
+    ("rough_texture", "forehead", {"scores.texture": 45.0, T + "roughness": 3.0},
+     [("scores.texture", 44.9), (T + "roughness", 2.99)]),
+    ("enlarged_pores", "chin", {T + "pore_diameter_mm": 0.3}, [(T + "pore_diameter_mm", 0.29)]),
+    ("enlarged_pores", "chin", {T + "pore_density_per_cm2": 60.0}, [(T + "pore_density_per_cm2", 59.9)]),
+    ("fine_lines", "forehead", {"scores.wrinkles": 45.0, W + "wrinkle_count": 3, W + "wrinkle_depth_index": 13.99},
+     [("scores.wrinkles", 44.9), (W + "wrinkle_count", 2)]),
+    ("deep_wrinkles", "glabella", {"scores.wrinkles": 45.0, W + "wrinkle_count": 3, W + "wrinkle_depth_index": 14.0},
+     [("scores.wrinkles", 44.9), (W + "wrinkle_count", 2)]),
+    ("deep_wrinkles", "nasolabial_right", {"scores.wrinkles": 60.0, W + "wrinkle_count": 1, W + "wrinkle_depth_index": 14.0},
+     [("scores.wrinkles", 59.9), (W + "wrinkle_depth_index", 13.99)]),
+]
+
+
+@pytest.mark.parametrize("concern, where, at, below", BOUNDARIES)
+def test_thresholds_on_both_sides(concern, where, at, below):
+    def detected(values):
+        doc = example_analysis(face=values) if where == "face" else example_analysis(regions={where: values})
+        return [(c.id, c.regions) for c in detect_concerns(doc)]
+    assert detected(at) == [(concern, (where,))]
+    for path, value in below:
+        assert detected({**at, path: value}) == [], path
 
 
 def test_depth_index_splits_fine_lines_from_deep_wrinkles():
-    def found(depth):
-        doc = example_analysis(regions={"forehead": {"metrics.wrinkles.wrinkle_density_pct": 4.0,
-                                                     "metrics.wrinkles.wrinkle_depth_index": depth}})
-        return [c.id for c in detect_concerns(doc)]
-    assert found(0.49) == ["fine_lines"]
-    assert found(0.5) == ["deep_wrinkles"]
+    def lines(depth, **kw):
+        return found(regions={"forehead": {W + "wrinkle_length_mm_per_cm2": 7.0, W + "wrinkle_density_pct": 7.0,
+                                           W + "wrinkle_count": 5, W + "wrinkle_depth_index": depth}})
+    assert lines(11.0) == [("fine_lines", ("forehead",))]       # the young-adult median contrast
+    assert lines(13.9) == [("fine_lines", ("forehead",))]
+    assert lines(14.0) == [("deep_wrinkles", ("forehead",))]    # about the young-adult p90
+    assert lines(18.0) == [("deep_wrinkles", ("forehead",))]
 
 
-def test_null_pore_diameter_is_skipped():
-    dense = example_analysis(regions={"chin": {"metrics.texture.pore_diameter_mm": None,
-                                               "metrics.texture.pore_density_per_cm2": 75.0}})
+def test_one_marked_fold_is_a_deep_wrinkle():
+    fold = {W + "wrinkle_length_mm_per_cm2": 9.0, W + "wrinkle_density_pct": 14.0, W + "wrinkle_count": 1}
+    assert found(regions={"nasolabial_right": {**fold, W + "wrinkle_depth_index": 20.0}}) == [
+        ("deep_wrinkles", ("nasolabial_right",))]
+    # as long and wide but of low contrast: a crease, not a fold
+    assert found(regions={"nasolabial_right": {**fold, W + "wrinkle_depth_index": 11.0}}) == []
+
+
+def test_rough_and_porous_skin_shows_both():
+    assert found(regions={"cheek_left": {T + "roughness": 3.6, T + "pore_density_per_cm2": 90.0,
+                                         T + "pore_diameter_mm": 0.4}}) == [
+        ("rough_texture", ("cheek_left",)), ("enlarged_pores", ("cheek_left",))]
+
+
+def test_null_pore_metrics_are_skipped():
+    dense = example_analysis(regions={"chin": {T + "pore_diameter_mm": None, T + "pore_density_per_cm2": 75.0}})
     assert [(c.id, c.regions) for c in detect_concerns(dense)] == [("enlarged_pores", ("chin",))]
-    sparse = example_analysis(regions={"chin": {"metrics.texture.pore_diameter_mm": None}})
+    sparse = example_analysis(regions={"chin": {T + "pore_diameter_mm": None}})
     assert detect_concerns(sparse) == []
+    # below 8 px/mm pores are not measured at all: only roughness can say anything about texture
+    unresolved = example_analysis(regions={"chin": {T + "pore_diameter_mm": None, T + "pore_density_per_cm2": None,
+                                                    "scores.texture": 60.0, T + "roughness": 2.5}})
+    assert detect_concerns(unresolved) == []
 
 
 def test_hidden_region_is_not_measured():
-    doc = example_analysis(regions={"cheek_left": {"metrics.pigmentation.spot_area_pct": 3.0}})
+    doc = example_analysis(**CONCERNS["spots"][0], rescore=True)
     doc["regions"]["cheek_left"]["measurable"] = False
     assert detect_concerns(doc) == []
 
 
 def test_concern_severity_is_the_worst_region_score():
-    (spots,) = [c for c in detect_concerns(example_analysis(**MIXED)) if c.id == "spots"]
-    assert spots.severity == 55.0
+    doc = example_analysis(**MIXED)
+    (spots,) = [c for c in detect_concerns(doc) if c.id == "spots"]
     assert spots.regions == ("cheek_left", "cheek_right")
+    assert spots.severity == max(doc["regions"][r]["scores"]["pigmentation"] for r in spots.regions) == 33.6
 
 
 def test_ranking_and_reasons():
     result = plan(example_analysis(**MIXED))
-    ranked = [(s["ingredient"], s["concerns"], s["severity"]) for s in result["suggestions"]]
+    severity = {c["id"]: c["severity"] for c in result["concerns"]}
+    assert severity == {"spots": 33.6, "uneven_tone": 37.9, "fine_lines": 49.4}
+    ranked = [(s["ingredient"], s["concerns"]) for s in result["suggestions"]]
     assert ranked == [
-        ("vitamin_c", ["spots", "uneven_tone", "fine_lines"], 135.0),   # three concerns
-        ("glutathione", ["spots", "uneven_tone"], 90.0),                # two, more severe
-        ("hyaluronic_acid", ["uneven_tone", "fine_lines"], 80.0),
-        ("alpha_lipoic_acid", ["fine_lines"], 45.0),                     # ties broken by id
-        ("amino_acid_complex", ["fine_lines"], 45.0),
-        ("centella_asiatica", ["fine_lines"], 45.0),
-        ("b_vitamin_complex", ["uneven_tone"], 35.0),
+        ("vitamin_c", ["spots", "uneven_tone", "fine_lines"]),   # three concerns
+        ("hyaluronic_acid", ["uneven_tone", "fine_lines"]),      # two, 37.9 + 49.4
+        ("glutathione", ["spots", "uneven_tone"]),               # two, 33.6 + 37.9
+        ("alpha_lipoic_acid", ["fine_lines"]),                   # ties broken by id
+        ("amino_acid_complex", ["fine_lines"]),
+        ("centella_asiatica", ["fine_lines"]),
+        ("b_vitamin_complex", ["uneven_tone"]),
     ]
-    glutathione = result["suggestions"][1]
+    for s in result["suggestions"]:
+        assert s["severity"] == round(sum(severity[c] for c in s["concerns"]), 1)
+    glutathione = result["suggestions"][2]
     assert glutathione["reason"] == (
-        "Pigment spots on left cheek, right cheek (spot_area_pct 2.4 >= 1.5; spot_count 7 >= 5): "
-        "slows melanin production by melanocytes. "
-        "Dullness / uneven tone on whole face (tone_unevenness 3.4 >= 3): evens melanin production.")
+        "Pigment spots on left cheek, right cheek (pigmentation score 33.6 >= 30; spot_count 12 >= 8; "
+        "spot_area_pct 7.5 >= 6): slows melanin production by melanocytes. "
+        "Dullness / uneven tone on whole face (pigmentation score 37.9 >= 30; tone_unevenness 10.5 >= 9.3): "
+        "evens melanin production.")
     assert glutathione["regions"] == ["face", "cheek_left", "cheek_right"]
     assert result["target_regions"] == ["face", "forehead", "cheek_left", "cheek_right"]
 
 
 def test_number_of_concerns_ranks_before_severity():
+    # mild spots and a mildly uneven tone against one severe red patch (scores given to make the point)
     doc = example_analysis(
-        face={"metrics.pigmentation.tone_unevenness": 3.2, "scores.pigmentation": 15},
-        regions={"cheek_left": {"metrics.pigmentation.spot_area_pct": 1.6, "scores.pigmentation": 20},
-                 "cheek_right": {"metrics.pigmentation.red_area_pct": 9.0, "scores.pigmentation": 80}})
+        face={P + "tone_unevenness": 9.5, "scores.pigmentation": 31.0},
+        regions={"cheek_left": {P + "spot_count": 9, P + "spot_area_pct": 6.2, "scores.pigmentation": 32.0},
+                 "cheek_right": {P + "red_area_pct": 70.0, "scores.pigmentation": 80.0}})
     ranked = [(s["ingredient"], s["severity"]) for s in plan(doc)["suggestions"]]
-    assert ranked == [("glutathione", 35.0), ("vitamin_c", 35.0),       # two mild concerns each
+    assert ranked == [("glutathione", 63.0), ("vitamin_c", 63.0),       # two mild concerns each
                       ("alpha_lipoic_acid", 80.0), ("centella_asiatica", 80.0), ("zinc", 80.0),
-                      ("b_vitamin_complex", 15.0), ("hyaluronic_acid", 15.0)]
+                      ("b_vitamin_complex", 31.0), ("hyaluronic_acid", 31.0)]
 
 
 def test_plan_is_deterministic_and_has_no_doses():
@@ -440,7 +556,8 @@ def test_cli_summary(files, capsys):
     out = capsys.readouterr().out
     assert out.startswith("Status: eligible\n")
     assert "  1. Vitamin C (ascorbic acid) [vitamins]" in out
-    assert "Pigment spots (severity 55) on left cheek, right cheek" in out
+    assert "Pigment spots (severity 33.6) on left cheek, right cheek" in out
+    assert "Fine lines (severity 49.4) on forehead" in out
     assert "WARNING, blood thinning: the patient takes aspirin." in out
     assert "2025-05-26 (optional), 2025-06-09 (optional)" in out
     assert "Patch test on 2025-03-02" in out
