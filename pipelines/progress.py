@@ -42,7 +42,7 @@ from pipelines.regions import REGION_NAMES
 SCORE_FAMILIES = ("pigmentation", "texture", "wrinkles", "overall")
 REGION_FAMILIES = ("pigmentation", "texture", "wrinkles")
 FACE = "face"                    # region name of whole-face series
-CONCERN_SCORE = 40.0             # a region scoring this at baseline is a concern (as concerns.yaml)
+CONCERN_SCORE = 40.0             # without a plan naming the concerns: a region scoring this at baseline is summarised
 PCT_FLOOR_SCORE = 1.0            # no percentage against a score under 1 point
 
 FAMILY_LABELS = {"pigmentation": "pigmentation", "texture": "texture", "wrinkles": "wrinkles",
