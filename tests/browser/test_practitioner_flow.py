@@ -52,6 +52,16 @@ def create_patient(page: Page, code: str, name: str = "") -> int:
     return int(re.search(r"/patients/(\d+)$", page.url).group(1))
 
 
+def upload_and_open_results(page: Page) -> None:
+    """Press upload; the results page opens (or the test fails with the upload page's message)."""
+    page.get_by_role("button", name="Upload and analyse").click()
+    outcome = page.locator("#quality-verdict, #upload-verdict.verdict-reject, #upload-verdict.verdict-error")
+    expect(outcome).to_be_visible(timeout=60_000)
+    if not re.search(r"/analyses/\d+$", page.url):
+        text = " ".join(page.locator("#upload-verdict").inner_text().split())
+        pytest.fail(f"the upload was refused: {text}")
+
+
 def natural_width(page: Page, selector: str) -> int:
     """Wait for the image to finish loading; its natural width (0 when it failed)."""
     page.wait_for_function("""(sel) => { const img = document.querySelector(sel);
@@ -94,8 +104,7 @@ def test_practitioner_flow(page: Page, live):
     page.get_by_label("Face photo").set_input_files(str(SAMPLE))
     expect(page.get_by_role("img", name="Preview of the chosen photo")).to_be_visible()
     shot(page, "03-upload")
-    page.get_by_role("button", name="Upload and analyse").click()
-    page.wait_for_url(re.compile(r"/analyses/\d+$"), timeout=60_000)
+    upload_and_open_results(page)
 
     # the quality verdict in plain words, and the scores
     verdict = page.locator("#quality-verdict")
@@ -235,6 +244,8 @@ def test_not_a_photo_is_a_message(page: Page, tmp_path):
     page.get_by_label("Face photo").set_input_files(str(text))
     page.get_by_role("button", name="Upload and analyse").click()
     expect(page.locator("#upload-verdict")).to_contain_text("The file is not a photo")
+    expect(page.locator("#upload-verdict")).to_contain_text("Not uploaded")
+    expect(page.locator("#upload-verdict")).not_to_contain_text("Retake")
 
 
 def test_errors_are_pages_not_tracebacks(page: Page):
@@ -275,8 +286,7 @@ def test_progress_chart_and_before_after(page: Page, live, tmp_path):
         if visit_label:
             page.get_by_label("Visit").select_option(label=visit_label)
         page.get_by_label("Face photo").set_input_files(str(photo))
-        page.get_by_role("button", name="Upload and analyse").click()
-        page.wait_for_url(re.compile(r"/analyses/\d+$"), timeout=60_000)
+        upload_and_open_results(page)
     page.goto(f"/patients/{patient_id}")
     assert natural_width(page, "#progress-chart") > 0
     expect(page.locator("#progress-summaries li").first).to_contain_text("whole face")

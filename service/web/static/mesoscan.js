@@ -16,7 +16,9 @@ function problemText(status, problem, fallback) {
   if (status === 401) return "Your session has ended. Log in again (reload the page).";
   if (status === 403 && problem && problem.code === "csrf_failed") return "This page has expired. Reload it and try again.";
   if (status === 0) return "The server could not be reached. Check the connection and try again.";
-  if (problem && problem.detail) return problem.detail;
+  if (problem && problem.detail) {
+    return status >= 500 && problem.request_id ? `${problem.detail} Request id: ${problem.request_id}.` : problem.detail;
+  }
   if (status === 413) return "The file is too large.";
   return fallback || `The request failed (status ${status}).`;
 }
@@ -73,7 +75,7 @@ function renderVerdict(box, status, headline, items, detail) {
   head.className = "verdict-head";
   const badge = document.createElement("span");
   badge.className = `badge badge-${status}`;
-  badge.textContent = { ok: "Photo OK", warn: "Warnings", reject: "Retake" }[status] || status;
+  badge.textContent = { ok: "Photo OK", warn: "Warnings", reject: "Retake", error: "Not uploaded" }[status] || status;
   head.append(badge, " ", headline);
   box.append(head);
   if (items.length) {
@@ -148,7 +150,7 @@ function initUpload() {
     event.preventDefault();
     const file = input.files[0];
     if (!file) {
-      fail("reject", "Choose a photo first.", [], "");
+      fail("error", "Choose a photo first.", [], "");
       input.focus();
       return;
     }
@@ -163,7 +165,7 @@ function initUpload() {
         const option = new Option(`Visit of ${v.date}`, visit, true, true);
         visitSelect.querySelector('option[value="new"]').replaceWith(option);
       } catch (err) {
-        fail("reject", "The visit could not be recorded.", [], err.message);
+        fail("error", "The visit could not be recorded.", [], err.message);
         return;
       }
     }
@@ -190,7 +192,7 @@ function initUpload() {
       bar.removeAttribute("value");   // indeterminate while the server analyses
       state.textContent = "Uploaded. Analysing the photo…";
     });
-    xhr.addEventListener("error", () => fail("reject", "The upload failed.", [], problemText(0)));
+    xhr.addEventListener("error", () => fail("error", "The upload failed.", [], problemText(0)));
     xhr.addEventListener("load", () => {
       let body = null;
       try { body = JSON.parse(xhr.responseText); } catch (err) { body = null; }
@@ -223,7 +225,7 @@ function initUpload() {
       }
       const code = problem.code || "";
       const known = words[code];
-      fail("reject", known ? capital(known.words) + "." : "The upload failed.",
+      fail("error", known ? capital(known.words) + "." : "The upload failed.",
            [], known ? `${known.advice} ${problem.detail || ""}`.trim() : problemText(xhr.status, problem));
     });
     xhr.send(data);
