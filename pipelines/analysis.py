@@ -228,7 +228,7 @@ def _region_document(region: Region, frame: CanonicalFrame) -> dict:
     return {
         "area_cm2": round(region.area_cm2, 3),
         "skin_fraction": round(region.skin_fraction, 3),
-        "measurable": region.measurable,
+        "measurable": bool(region.measurable),
         "polygon": np.round(polygon, 1).tolist(),
     }
 

@@ -104,8 +104,8 @@ def build_regions(frame: CanonicalFrame, skin_mask: np.ndarray) -> dict[str, Reg
     regions = {}
     for name in REGION_NAMES:
         mask = raw[name] & visible
-        n_skin = np.count_nonzero(mask)
-        total = np.count_nonzero(raw[name])
+        n_skin = int(np.count_nonzero(mask))
+        total = int(np.count_nonzero(raw[name]))
         regions[name] = Region(
             name=name,
             polygon=polys_px[name],

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import cv2
 import numpy as np
@@ -40,6 +41,7 @@ def _ipd(doc) -> float:
 
 def test_document_shape(baseline, render_bytes):
     doc = baseline
+    assert json.loads(json.dumps(doc)) == doc     # plain JSON types only (no numpy scalars)
     assert doc["schema"] == SCHEMA
     img = _rgb(render_bytes)
     assert (doc["image"]["width"], doc["image"]["height"]) == (img.shape[1], img.shape[0])
