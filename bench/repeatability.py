@@ -1,7 +1,7 @@
 """Repeatability harness: how much each metric moves under capture wobble, against how much a
 real change moves it.
 
-    python bench/repeatability.py [--dev N] [--write]
+    python bench/repeatability.py [--dev N] [--write] [--verbose]
 
 For each base photo (the sample render, plus N development faces from ../shared when present)
 the photo is analysed as is, under each capture wobble (exposure +-15 %, white-balance shift,
@@ -13,6 +13,9 @@ change planted into it (more brown spots; deeper lines; more pores). Per metric 
   wobble   the largest change any single wobble caused
   effect   the change the family's real planted effect caused (mean over photos)
   ratio    effect / wobble (target >= 5: a real change stands well clear of capture noise)
+
+``--verbose`` also prints, per photo, the change every wobble and every planted change caused in
+the face scores and the key metrics (one row per measure), to see which wobble moves what.
 
 ``--write`` stores the SDs and the minimal detectable changes (mdc95 = 1.96 sqrt(2) sd) in
 pipelines/calibration/repeatability.json, which progress tracking reads.
@@ -135,6 +138,34 @@ def measure_photo(analyzer: Analyzer, data: bytes) -> dict | None:
     return {"runs": runs, "changed": changed}
 
 
+VERBOSE_KEYS = (
+    "scores.pigmentation", "scores.texture", "scores.wrinkles", "scores.overall",
+    "metrics.pigmentation.ita_deg", "metrics.pigmentation.spot_area_pct", "metrics.pigmentation.red_area_pct",
+    "metrics.pigmentation.tone_unevenness", "metrics.texture.roughness",
+    "metrics.wrinkles.wrinkle_length_mm_per_cm2", "metrics.wrinkles.wrinkle_depth_index",
+)
+
+
+def print_rows(name: str, photo: dict) -> None:
+    """Per-wobble and per-planted-change differences from the base, for one photo."""
+    runs, changed = photo["runs"], photo["changed"]
+    wobbles = [w for w in runs if w != "base"]
+    heads = [w.replace("exposure ", "exp").replace("rotation ", "rot").replace("white balance", "wb")
+             .replace("scale ", "x").replace("jpeg ", "").replace("blur ", "blur") for w in wobbles]
+    print(f"\n{name}: change from base under each wobble | under each planted change")
+    print(f"{'measure':38s} {'base':>7s} " + " ".join(f"{h[:7]:>7s}" for h in heads) + " | "
+          + " ".join(f"{c[:7]:>7s}" for c in changed))
+    for key in VERBOSE_KEYS:
+        if key not in runs["base"]:
+            continue
+        b = runs["base"][key]
+
+        def d(r):
+            return f"{r[key] - b:+7.2f}" if key in r else f"{'-':>7s}"
+        print(f"{key[-38:]:38s} {b:7.2f} " + " ".join(d(runs[w]) for w in wobbles) + " | "
+              + " ".join(d(changed[c]) for c in changed))
+
+
 def summarise(photos: list[dict]) -> dict[str, dict]:
     keys = sorted({k for p in photos for k in p["runs"]["base"]})
     table = {}
@@ -193,6 +224,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dev", type=int, default=0, help="also use N development faces from ../shared")
     ap.add_argument("--write", action="store_true", help="write pipelines/calibration/repeatability.json")
+    ap.add_argument("--verbose", action="store_true", help="per-photo rows: the change each wobble caused")
     args = ap.parse_args()
     paths = [ROOT / "sample_images" / "astronaut_render.jpg"]
     if args.dev and DEV.is_dir():
@@ -202,6 +234,8 @@ def main() -> None:
     for path in paths:
         print(f"measuring {path.name} ...", file=sys.stderr, flush=True)
         photos.append(measure_photo(analyzer, path.read_bytes()))
+        if args.verbose:
+            print_rows(path.name, photos[-1])
     table = summarise(photos)
     print(f"{len(photos)} photo(s), {len(WOBBLES)} wobbles each; effect = change caused by the family's planted change")
     print(f"{'measure':52s} {'mean':>9s} {'sd':>8s} {'cv%':>7s} {'wobble':>8s} {'effect':>8s} {'ratio':>7s}")

@@ -30,7 +30,8 @@ METRIC_NAMES = {
 
 OUTER_EYE_CORNER_MM = 14.0   # pupil to outer canthus, adult mean
 EYE_OPENING_MM = (14.0, 4.0)  # semi-axes of the zone searched for eye white, around each pupil
-IRIS_RADIUS_MM = 6.0          # left out of that zone around the pupil landmark
+IRIS_RADIUS_MM = 6.0
+FIT_MARGIN_MM = 5.0           # the lighting is fitted on skin within this of a region          # left out of that zone around the pupil landmark
 MIN_SPOT_NATIVE_PX = 4.0     # smallest spot diameter in the photo's own pixels
 
 
@@ -102,12 +103,27 @@ def measure_face(frame: CanonicalFrame, skin: np.ndarray, regions: dict[str, Reg
     """Measure every family on the face and each measurable region."""
     k = frame.px_per_mm
     masks = {n: r.mask for n, r in regions.items() if r.measurable}
-    linear, correction = normalize_colour(frame.rgb, skin, reference_mask=sclera_mask(frame, skin))
+    # the lighting fit and the skin reference of the eye-white choice use the skin of the
+    # measured regions (a few mm around them), not neck, ears or hair strands the skin mask kept
+    zone = np.zeros(skin.shape, np.uint8)
+    for r in regions.values():
+        cv2.fillPoly(zone, [np.round(r.polygon).astype(np.int32)], 1)
+    grow = int(round(FIT_MARGIN_MM * k))
+    zone = cv2.dilate(zone, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))) > 0
+    fit_skin = skin & zone if np.count_nonzero(skin & zone) >= 1000 else skin
+    linear, correction = normalize_colour(frame.rgb, fit_skin, reference_mask=sclera_mask(frame, skin))
     normalised8 = linear_to_srgb8(linear)
 
     # A spot must span a few of the photo's own pixels, not just of the upsampled frame.
     min_spot_mm = max(PigmentationParams.spot_min_diameter_mm, MIN_SPOT_NATIVE_PX / frame.native_px_per_mm)
-    pig = measure_pigmentation(linear, masks, k, skin_mask=skin,
+    # clipped highlights have a false colour (R clips first) that also skews the local
+    # background around them: spots and red areas are not judged there
+    r8, g8, b8 = cv2.split(frame.rgb)
+    clipped = cv2.max(cv2.max(r8, g8), b8) >= 250
+    if clipped.any():
+        grow = int(round(1.0 * k))
+        clipped = cv2.dilate(clipped.view(np.uint8), np.ones((2 * grow + 1, 2 * grow + 1), np.uint8)) > 0
+    pig = measure_pigmentation(linear, masks, k, skin_mask=skin, unreliable=clipped,
                                params=PigmentationParams(spot_min_diameter_mm=min_spot_mm))
     lum = skin_luminance(normalised8, skin, k, masks)
     tex = measure_texture(normalised8, masks, k, skin_mask=skin, native_px_per_mm=frame.native_px_per_mm,

@@ -253,7 +253,7 @@ def select_eye_white(
     min_redness_drop: float = 0.15,
     min_yellowness_drop: float = 0.10,
     max_darkening: float = 0.7,
-    band: tuple[float, float] = (50.0, 92.0),
+    band: tuple[float, float] = (35.0, 65.0),
 ) -> tuple[np.ndarray, int] | None:
     """Mean linear RGB (3,) of the eye whites inside ``zone``, and how many pixels it came from;
     None when fewer than ``MIN_EYE_WHITE_PX`` qualify.
@@ -265,9 +265,10 @@ def select_eye_white(
     any skin; lids, caruncle and skin left in the zone are not), and its log-luminance at most
     ``max_darkening`` below the skin's median (lashes, pupil, iris and their noisy chroma are
     out). Of the candidates, ranked by luminance (clipped pixels rank at the top), those between
-    the ``band`` percentiles are averaged, leaving out the few brightest (catch-lights, clipped
-    pixels) and the shadowed lower half (lid shadow, vessels); clipped or black pixels in the
-    band are skipped. ``lin`` float32 (H, W, 3) linear RGB; masks bool (H, W); ``corr_full`` an
+    the ``band`` percentiles (the middle of the eye white's luminance distribution) are averaged:
+    the brightest (catch-lights, pixels clipped on an over-exposed photo, which would move the
+    estimate with exposure) and the darkest (lid shadow, vessels) are left out; clipped or black
+    pixels in the band are skipped. ``lin`` float32 (H, W, 3) linear RGB; masks bool (H, W); ``corr_full`` an
     optional (H, W) illumination correction multiplied in first.
     """
     ys, xs = np.nonzero(zone)

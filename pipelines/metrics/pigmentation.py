@@ -95,16 +95,25 @@ class PigmentationParams:
     background_mm: float = 8.0          # sigma of the local-background Gaussian
     border_mm: float = 1.0              # skin-mask erosion before measuring
     spot_min_diameter_mm: float = 0.8   # equivalent diameter bounds of a spot
-    spot_max_diameter_mm: float = 15.0
+    spot_max_diameter_mm: float = 12.0
     spot_max_elongation: float = 4.0    # major/minor axis ratio (second moments) of a spot
     spot_min_fill: float = 0.7          # spot area / area of its second-moment ellipse
     spot_seed_melanin: float = 2.0      # dM a spot pixel needs at the least (melanin-index units)
     spot_min_contrast_de: float = 3.0   # CIEDE2000 of a spot's mean colour vs its background
     red_min_excess: float = 4.0         # H = dE - k dM a red pixel needs (erythema-index units)
     red_min_diameter_mm: float = 2.0
+    red_smoothing_mm: float = 0.5       # sigma of the smoothing of the haemoglobin excess
     melanin_crosstalk: float = 0.45     # k: units of E that one unit of M adds
     exclusion_melanin: float = 3.5      # dM that keeps a pixel out of the second-pass background
     peak_smoothing_mm: float = 0.3      # sigma of the smoothing before taking a spot's peak dM
+    # soft acceptance (repeatability): each test above is a linear ramp of this half-width around
+    # its threshold (as a fraction of it), so a blob near a threshold counts partly instead of
+    # flickering in and out between two photos of the same face; the count and the spot mask
+    # take the blobs with weight >= 0.5, i.e. the thresholds themselves
+    soft_fraction: float = 0.3
+    spot_soft_max_diameter_mm: float = 8.0  # larger blobs (fold and hairline shadows) fade out ...
+    # ... reaching weight 0.5 at (this + spot_max_diameter_mm) / 2 and 0 at spot_max_diameter_mm
+    edge_ramp_mm: float = 1.5           # spots and red areas fade in over this beyond the border
     spot_peak_window_mm: float = 2.0    # half-width of the window a pixel's local peak dM is taken in
     min_region_area_mm2: float = 10.0   # smaller measured regions get NaN metrics
 
@@ -176,6 +185,25 @@ class PigmentationResult:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _up(x, threshold: float, soft: float):
+    """Linear ramp 0 -> 1 over threshold x (1 -+ soft), 0.5 at the threshold."""
+    if soft * threshold <= 0:
+        return (np.asarray(x) >= threshold).astype(np.float64)
+    return np.clip((np.asarray(x, np.float64) - threshold * (1.0 - soft)) / (2.0 * soft * threshold), 0.0, 1.0)
+
+
+def _down(x, threshold: float, soft: float):
+    """Linear ramp 1 -> 0 over threshold x (1 -+ soft), 0.5 at the threshold."""
+    if soft * threshold <= 0:
+        return (np.asarray(x) <= threshold).astype(np.float64)
+    return 1.0 - _up(x, threshold, soft)
+
+
+def _fade(x, start: float, stop: float):
+    """1 up to ``start``, linear down to 0 at ``stop``."""
+    return np.clip((stop - np.asarray(x, np.float64)) / max(stop - start, 1e-9), 0.0, 1.0)
 
 
 def _resize_mask(mask: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
@@ -304,6 +332,7 @@ def measure_pigmentation(
     *,
     skin_mask: np.ndarray,
     params: PigmentationParams | None = None,
+    unreliable: np.ndarray | None = None,
 ) -> PigmentationResult:
     """Pigmentation metrics of the face and of each region.
 
@@ -314,6 +343,10 @@ def measure_pigmentation(
     px_per_mm : scale of the image (canonical frame: 10).
     skin_mask : bool (H, W), all skin of the face.
     params : :class:`PigmentationParams`, defaults if None.
+    unreliable : bool (H, W) or None, pixels whose colour is not to be trusted for spots and red
+        areas (clipped highlights: R clips first, which reads as a colour change and skews the
+        local background around them). They are left out of the local background and of spot
+        and red detection, but still count in the area and the mean colour.
 
     Returns a :class:`PigmentationResult`. Raises :class:`InvalidInput` on malformed inputs or an
     empty skin mask.
@@ -335,6 +368,17 @@ def measure_pigmentation(
     interior = cv2.erode(skin_a.view(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0) > 0
     if not interior.any():
         raise InvalidInput("the skin mask is empty (after removing its border)", field="skin_mask")
+    # weight 0 at the border, 1 from edge_ramp_mm further in: a mask edge that moves between two
+    # photos (landmarks, hair, lighting) only moves spots and red areas near it a little
+    dist = cv2.distanceTransform(skin_a.view(np.uint8), cv2.DIST_L2, 5)
+    edge_w = np.clip((dist - np.float32(p.border_mm * ppm)) / np.float32(max(p.edge_ramp_mm * ppm, 1e-6)),
+                     0.0, 1.0).astype(np.float32) * interior
+    detect = interior
+    if unreliable is not None:
+        bad = _resize_mask(np.asarray(unreliable, bool), (aw, ah))
+        if np.count_nonzero(interior & ~bad) >= 0.5 * np.count_nonzero(interior):
+            detect = interior & ~bad
+            edge_w *= detect
 
     # ---- per-pixel quantities: L*, a*, b*, M, E
     lin = np.clip(lin, 1e-4, 1.0)
@@ -344,15 +388,15 @@ def measure_pigmentation(
     gw, gh = max(4, round(aw / ppm)), max(4, round(ah / ppm))
     bgr = _Background((gw, gh), (aw, ah), p.background_mm * gw / (aw / ppm))
     interior_f = interior.view(np.uint8).astype(np.float32)
-    num1, den1 = bgr.cells(lin, interior_f)
+    num1, den1 = bgr.cells(lin, detect.view(np.uint8).astype(np.float32))
     k_mel = np.float32(p.melanin_crosstalk)
     bg_mel, bg_ery = cv2.split(bgr.upsample(np.ascontiguousarray(bgr.smooth(num1, den1)[..., 3:5])))
     d_mel = mel - bg_mel
     d_red = (ery - bg_ery) - k_mel * d_mel
-    exclude = ((d_mel >= p.exclusion_melanin) | (d_red >= p.red_min_excess)) & interior
+    exclude = ((d_mel >= p.exclusion_melanin) | (d_red >= p.red_min_excess)) & detect
     r_ex = max(1, round(1.0 * ppm))
     exclude = cv2.dilate(exclude.view(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r_ex + 1,) * 2)) > 0
-    num2, den2 = bgr.cells(lin, (interior & ~exclude).view(np.uint8).astype(np.float32))
+    num2, den2 = bgr.cells(lin, (detect & ~exclude).view(np.uint8).astype(np.float32))
     bg_grid = bgr.smooth(num2, den2)
     bg_mel, bg_ery = cv2.split(bgr.upsample(np.ascontiguousarray(bg_grid[..., 3:5])))
     d_mel = mel - bg_mel
@@ -362,7 +406,8 @@ def measure_pigmentation(
     def area_px(d_mm: float) -> float:
         return math.pi * (d_mm / 2.0 * ppm) ** 2
 
-    min_area, max_area = area_px(p.spot_min_diameter_mm), area_px(p.spot_max_diameter_mm)
+    sf = p.soft_fraction
+    min_area, max_area = area_px(p.spot_min_diameter_mm * (1.0 - sf)), area_px(p.spot_max_diameter_mm)
     # a spot pixel is darker than the background by at least the seed excess and by at least half
     # the local peak (max of the 0.3 mm-smoothed excess within the peak window): each spot is cut
     # at half its own contrast, and a dark neighbour further than the window does not matter
@@ -370,9 +415,10 @@ def measure_pigmentation(
     k = 2 * max(1, round(p.spot_peak_window_mm * ppm)) + 1
     local_peak = cv2.dilate(d_soft, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
     cut = np.maximum(local_peak * np.float32(0.5), np.float32(p.spot_seed_melanin))
-    spot_u8 = ((d_mel >= cut) & interior).view(np.uint8)
+    spot_u8 = ((d_mel >= cut) & detect).view(np.uint8)
     n_s, lab_s, st_s, cen_s = cv2.connectedComponentsWithStats(spot_u8, connectivity=8)
     spots_ok = np.zeros(n_s, bool)
+    spot_w = np.zeros(n_s)
     contrast = np.zeros(n_s)
     peak_s = np.zeros(n_s)
     if n_s > 1:
@@ -404,22 +450,37 @@ def measure_pigmentation(
         # the ragged patches of shading and mottling fill their ellipse poorly
         ellipse_area = 4.0 * math.pi * np.sqrt(np.maximum((half_tr + root) * (half_tr - root), 1e-12))
         fill = areas / np.maximum(ellipse_area, 1e-6)
-        spots_ok = (size_ok & (contrast >= p.spot_min_contrast_de) & (elongation <= p.spot_max_elongation)
-                    & (fill >= p.spot_min_fill))
-        spots_ok[0] = False
+        diam = 2.0 * np.sqrt(areas / math.pi) / ppm
+        weight = (_up(diam, p.spot_min_diameter_mm, sf) * _up(contrast, p.spot_min_contrast_de, sf)
+                  * _down(elongation, p.spot_max_elongation, sf) * _up(fill, p.spot_min_fill, sf)
+                  * _fade(diam, p.spot_soft_max_diameter_mm, p.spot_max_diameter_mm))
+        weight[~size_ok] = 0.0
+        weight[0] = 0.0
+        spot_w[:] = weight
+        spots_ok = weight >= 0.5
         for i in np.flatnonzero(spots_ok):  # peak excess, for the report (few spots: bbox slices)
             bx, by, bw, bh = st_s[i, :4]
             sl = (slice(by, by + bh), slice(bx, bx + bw))
             peak_s[i] = float(d_soft[sl][lab_s[sl] == i].max())
     spot_a = spots_ok[lab_s]
     spot_labels = lab_s * spot_a
+    spot_soft = (spot_w.astype(np.float32)[lab_s] * edge_w).astype(np.float32)
+    spot_soft_labels = lab_s * (spot_w[lab_s] > 0)
 
     # ---- red areas: melanin-corrected erythema excess
-    red_seed = ((d_red >= p.red_min_excess) & interior & ~spot_a).view(np.uint8)
+    # components at the ramp's low end; each pixel counts by a ramp of its excess around
+    # red_min_excess, so pixels near the threshold do not flicker between photos
+    red_lo = p.red_min_excess * (1.0 - sf)
+    # red areas are >= 2 mm: judged on the excess smoothed at red_smoothing_mm, so chroma
+    # subsampling, JPEG and slight blur (which smooth the photo's chroma) do not change them
+    d_red = cv2.GaussianBlur(d_red, (0, 0), max(0.5, p.red_smoothing_mm * ppm))
+    red_seed = ((d_red >= red_lo) & detect & ~spot_a).view(np.uint8)
     n_r, lab_r, st_r, _ = cv2.connectedComponentsWithStats(red_seed, connectivity=8)
     red_ok = st_r[:, cv2.CC_STAT_AREA] >= area_px(p.red_min_diameter_mm)
     red_ok[0] = False
-    red_a = red_ok[lab_r]
+    red_in = red_ok[lab_r]
+    red_a = red_in & (d_red >= p.red_min_excess)
+    red_soft = (_up(d_red, p.red_min_excess, sf).astype(np.float32) * red_in * edge_w).astype(np.float32)
 
     # ---- metrics per region
     cell_lab = linear_to_lab(np.clip(num1 / np.maximum(den1, 1e-6)[..., None], 1e-4, 1.0))
@@ -446,8 +507,12 @@ def measure_pigmentation(
         if name is not None:
             for i in ids:
                 spot_regions.setdefault(int(i), []).append(name)
-        spot_pct = 100.0 * np.count_nonzero(in_spots) / n
-        red_pct = 100.0 * np.count_nonzero(red_a[sl] & reg) / n
+        spot_pct = 100.0 * float(spot_soft[sl][reg].sum(dtype=np.float64)) / n
+        red_pct = 100.0 * float(red_soft[sl][reg].sum(dtype=np.float64)) / n
+        soft_in = spot_soft_labels[sl][reg]
+        soft_ids = np.unique(soft_in[soft_in > 0])
+        sw = spot_w[soft_ids]
+        mean_contrast = float((sw * contrast[soft_ids]).sum() / sw.sum()) if sw.sum() > 0 else 0.0
         # cells at least half inside the region (INTER_AREA of 0/1 rounds the cell's mean)
         use = (cv2.resize(region.view(np.uint8), (gw, gh), interpolation=cv2.INTER_AREA) > 0) & (den1 >= 0.5)
         tone = float(np.sqrt(cell_de2[use].mean())) if use.any() else float("nan")
@@ -458,13 +523,21 @@ def measure_pigmentation(
             erythema_index=float(ery_m),
             spot_count=int(ids.size),
             spot_area_pct=float(spot_pct),
-            spot_contrast_de=float(contrast[ids].mean()) if ids.size else 0.0,
+            spot_contrast_de=mean_contrast if ids.size else 0.0,
             tone_unevenness=tone,
             red_area_pct=float(red_pct),
             area_mm2=float(area_mm2),
         )
 
-    face = region_metrics(None, interior)
+    # the face pools the regions (as texture and wrinkles do), not the whole skin mask: neck,
+    # ears, nose and hairline come and go with framing and are no treatment area
+    face_zone = interior
+    if masks:
+        union = np.zeros((h, w), bool)
+        for m in masks.values():
+            union |= np.asarray(m)
+        face_zone = _resize_mask(union, (aw, ah)) & interior
+    face = region_metrics(None, face_zone)
     regions = {name: region_metrics(name, _resize_mask(np.asarray(m), (aw, ah)) & interior)
                for name, m in masks.items()}
 

@@ -115,7 +115,10 @@ class WrinkleParams:
     line_widths_mm: tuple[float, ...] = (0.3, 0.6, 1.2, 2.0)
     min_sigma_px: float = 1.5
     geometry_min_px_per_mm: float = 4.0
-    min_line_native_px: float = 2.0  # a measurable line is >= 2 native pixels wide
+    min_line_native_px: float = 2.0  # a measurable line is >= 2 native pixels wide (FWHM) ...
+    full_line_native_px: float = 3.0  # ... and a scale counts fully from this many: in between its
+    # response is scaled down linearly, so a photo slightly sharper or softer than another
+    # (camera distance, resampling) does not switch a whole scale on or off
     high_threshold: float = 3.0  # delta L*-equivalent response
     low_threshold: float = 1.5
     noise_k: float = 3.5  # ... and a line stands this many robust std of the skin's response out
@@ -124,6 +127,11 @@ class WrinkleParams:
     trim_fraction: float = 0.5  # ends and edges: response < this x the segment's mean response
     spur_max_mm: float = 1.5  # skeleton side branches up to this long are dropped
     depth_side_sigmas: float = 2.5
+    # soft acceptance (repeatability): a segment that passes the peak-response (high_threshold),
+    # length and elongation tests counts in length, density and depth by a weight that ramps
+    # from 0 at each threshold to 1 at (1 + soft_fraction) x it, so a faint or short line near a
+    # threshold does not jump the metrics by its whole length when it flickers between photos
+    soft_fraction: float = 0.5
     min_region_area_cm2: float = 0.05
 
 
@@ -201,6 +209,7 @@ class _Scale:
     r: np.ndarray | None = None  # response at its level (delta L*-equivalent)
     a: np.ndarray | None = None  # Dxx - Dyy (scaled)
     b: np.ndarray | None = None  # 2 Dxy (scaled)
+    weight: float = 1.0  # resolution weight of the scale (see WrinkleParams.full_line_native_px)
 
 
 def _plan_scales(ppm: float, ppm_eff: float, p: WrinkleParams) -> tuple[list[_Scale], int, list[float]]:
@@ -211,14 +220,16 @@ def _plan_scales(ppm: float, ppm_eff: float, p: WrinkleParams) -> tuple[list[_Sc
         g += 1
     scales, skipped = [], []
     for wmm in p.line_widths_mm:
-        if wmm < p.min_line_native_px / ppm_eff:
+        if wmm <= p.min_line_native_px / ppm_eff:
             skipped.append(wmm)
             continue
+        span = max(p.full_line_native_px - p.min_line_native_px, 1e-6)
+        weight = min(1.0, (wmm * ppm_eff - p.min_line_native_px) / span)
         s_mm = wmm * _SIGMA_PER_WIDTH
         lvl = 0
         while s_mm * ppm / 2 ** (lvl + 1) >= p.min_sigma_px:
             lvl += 1
-        scales.append(_Scale(s_mm, lvl, s_mm * ppm / 2**lvl))
+        scales.append(_Scale(s_mm, lvl, s_mm * ppm / 2**lvl, weight=weight))
     return scales, g, skipped
 
 
@@ -303,6 +314,8 @@ def measure_wrinkles(
     for sc in scales:
         _line_response(pyr[sc.level], sc)
         _normalise_to_noise(sc, skin, (y0, x0), p)
+        if sc.weight < 1.0:
+            cv2.multiply(sc.r, sc.weight, dst=sc.r)
         _apply_priors(sc, used, prior_idx, g, (x0, y0), p)
         r = sc.r
         if sc.level < g:
@@ -318,7 +331,9 @@ def measure_wrinkles(
     resp_g = cv2.multiply(resp_g, on_skin)
 
     # -- hysteresis, trimming, skeleton, elongation ---------------------------------------------
-    lines, skel, wlen, labels, keep_lab = _segments(resp_g, ppm_g, p)
+    lines, skel, wlen, labels, seg_w = _segments(resp_g, ppm_g, p)
+    keep_lab = seg_w > 0
+    pix_w = seg_w.astype(np.float32)[labels]   # each line pixel weighs as its segment
     n_lab = len(keep_lab)
     sy, sx = np.nonzero(skel)
     depth_px = np.zeros((hg, wg), np.float32)
@@ -362,10 +377,12 @@ def measure_wrinkles(
         (gy0, gy1, gx0, gx1), mg = mask_g
         n_g = max(1, int(np.count_nonzero(mg)))
         sub_s = skel[gy0:gy1, gx0:gx1] & mg
-        length_mm = float(wlen[gy0:gy1, gx0:gx1][sub_s].sum()) / ppm_g
-        dens = 100.0 * float(np.count_nonzero(lines[gy0:gy1, gx0:gx1] & mg)) / n_g
+        pw = pix_w[gy0:gy1, gx0:gx1]
+        sw = pw[sub_s]
+        length_mm = float((wlen[gy0:gy1, gx0:gx1][sub_s] * sw).sum(dtype=np.float64)) / ppm_g
+        dens = 100.0 * float(pw[lines[gy0:gy1, gx0:gx1] & mg].sum(dtype=np.float64)) / n_g
         dvals = depth_px[gy0:gy1, gx0:gx1][sub_s]
-        depth = float(dvals.mean()) if dvals.size else 0.0
+        depth = float((dvals * sw).sum() / sw.sum()) if sw.sum() > 0 else 0.0
         if index is None:  # face: segments with most of their length on the union of regions
             count = 0
             if len(sx):
@@ -379,7 +396,7 @@ def measure_wrinkles(
 
     regions = {name: stats_for(m, region_g[name], boxes[name], name, i) for i, (name, m) in enumerate(region_list)}
     face = stats_for(face_mask, face_g, face_box, "face", None)
-    return WrinkleResult(face, regions, warnings, segments, ppm, p, (h, w), skin, resp_g, lines,
+    return WrinkleResult(face, regions, warnings, segments, ppm, p, (h, w), skin, resp_g, lines & keep_lab[labels],
                          (y0, y1, x0, x1), fg)
 
 
@@ -388,22 +405,29 @@ def _segments(resp: np.ndarray, ppm_g: float, p: WrinkleParams):
     """Hysteresis + FWHM trimming + skeleton + elongation on the geometry grid.
 
     Returns (line mask bool, skeleton bool, per-pixel step length float32, component labels
-    int32, kept-component flags bool (n_labels,))."""
+    int32, per-component weight float64 (n_labels,) in 0-1: the product of linear ramps of the
+    peak response, the skeleton length and the elongation from their thresholds up to
+    (1 + ``soft_fraction``) x them; the kept segments are those of weight > 0)."""
     hg, wg = resp.shape
     lines = np.zeros((hg, wg), bool)
     skel = np.zeros((hg, wg), bool)
     wlen = np.zeros((hg, wg), np.float32)
     low = cv2.compare(resp, p.low_threshold, cv2.CMP_GE)
     n_lab, labels, stats, _ = cv2.connectedComponentsWithStats(low, connectivity=8, ltype=cv2.CV_32S)
+    sf = p.soft_fraction
     keep = np.zeros(n_lab, bool)
+    weight = np.zeros(n_lab)
     if n_lab <= 1:
-        return lines, skel, wlen, labels, keep
-    keep[np.unique(labels[resp >= p.high_threshold])] = True
+        return lines, skel, wlen, labels, weight
+    on = low.view(bool)
+    peak = np.zeros(n_lab)
+    np.maximum.at(peak, labels[on], resp[on])
+    keep = peak >= p.high_threshold
     keep[0] = False
     diag = np.hypot(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT])
     keep &= diag >= 0.7 * p.min_length_mm * ppm_g
     if not keep.any():
-        return lines, skel, wlen, labels, keep
+        return lines, skel, wlen, labels, weight
     # work inside the box of the surviving components
     lx, ty = stats[keep, cv2.CC_STAT_LEFT], stats[keep, cv2.CC_STAT_TOP]
     bx0, by0 = int(lx.min()), int(ty.min())
@@ -426,14 +450,25 @@ def _segments(resp: np.ndarray, ppm_g: float, p: WrinkleParams):
     comp_len = np.bincount(lab[sk], weights=wl[sk], minlength=n_lab)
     area = np.bincount(lab[cand], minlength=n_lab).astype(np.float64)
     elong = comp_len**2 / np.maximum(area, 1.0)
-    keep &= (comp_len >= p.min_length_mm * ppm_g) & (elong >= p.min_elongation)
+    weight = (_ramp(peak, p.high_threshold, sf) * _ramp(comp_len / ppm_g, p.min_length_mm, sf)
+              * _ramp(elong, p.min_elongation, sf))
+    weight[~keep] = 0.0
+    weight[0] = 0.0
+    keep = weight > 0
     cand &= keep[lab]
     sk &= cand
     wl[~sk] = 0.0
     lines[by0:by1, bx0:bx1] = cand
     skel[by0:by1, bx0:bx1] = sk
     wlen[by0:by1, bx0:bx1] = wl
-    return lines, skel, wlen, labels, keep
+    return lines, skel, wlen, labels, weight
+
+
+def _ramp(x: np.ndarray, threshold: float, soft: float) -> np.ndarray:
+    """0 at or below threshold, 1 from threshold (1 + soft), linear between."""
+    if soft * threshold <= 0:
+        return (x > threshold).astype(np.float64)
+    return np.clip((np.asarray(x, np.float64) - threshold) / (soft * threshold), 0.0, 1.0)
 
 
 _K_A = np.array([[0, -1, 0], [1, 0, 1], [0, -1, 0]], np.float32)  # Dxx - Dyy
