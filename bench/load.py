@@ -1,0 +1,209 @@
+"""Bounded load test of the HTTP service on loopback.
+
+    python bench/load.py [--uploads 32] [--clients 16] [--workers 2] [--threads 4]
+
+Starts gunicorn on 127.0.0.1 (a free port, a temporary data dir, a fresh clinic and API token),
+then 16 concurrent clients upload distinct 12 MP JPEGs while 4 readers issue GET requests
+(patient list, analysis documents) until the uploads are done, and a GET-only phase follows.
+Prints upload throughput against cores x the single-core analysis rate (target >= 80 %), errors
+(target 0) and GET latency p50/p95/p99 while uploads run (target p99 < 50 ms). Every loop is
+bounded in count and time; only 127.0.0.1 is contacted.
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.common import twelve_mp_jpeg  # noqa: E402
+
+DEADLINE_S = 600
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def variant(jpeg: bytes, i: int) -> bytes:
+    """Distinct bytes (so the service does not return a stored analysis): an APP comment."""
+    marker = f"mesoscan-load-{i}".encode()
+    seg = b"\xff\xfe" + (len(marker) + 2).to_bytes(2, "big") + marker
+    return jpeg[:2] + seg + jpeg[2:]
+
+
+class Client:
+    def __init__(self, port: int, token: str):
+        self.port, self.token = port, token
+
+    def request(self, method: str, path: str, body: bytes | None = None, ctype: str | None = None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=300)
+        headers = {"Authorization": f"Bearer {self.token}"}
+        if ctype:
+            headers["Content-Type"] = ctype
+        t0 = time.perf_counter()
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+        conn.close()
+        return resp.status, data, (time.perf_counter() - t0) * 1000.0
+
+    def upload(self, jpeg: bytes, patient: str):
+        boundary = uuid.uuid4().hex
+        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"patient\"\r\n\r\n{patient}\r\n"
+                f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"p.jpg\"\r\n"
+                f"Content-Type: image/jpeg\r\n\r\n").encode() + jpeg + f"\r\n--{boundary}--\r\n".encode()
+        return self.request("POST", "/api/v1/analyses", body, f"multipart/form-data; boundary={boundary}")
+
+
+def single_core_rate(jpeg: bytes, n: int = 3) -> float:
+    """Analyses per second of one process on one core, measured here (the reference)."""
+    code = ("import sys,time; sys.path.insert(0, %r)\n"
+            "from bench.common import single_core; single_core()\n"
+            "from pipelines.analysis import Analyzer\n"
+            "from pipelines.face_detection import FaceDetector\n"
+            "a = Analyzer(detector=FaceDetector(threads=1)); d = open(%r, 'rb').read(); a.analyze(d)\n"
+            "t = time.perf_counter()\n"
+            "for _ in range(%d): a.analyze(d)\n"
+            "print(%d / (time.perf_counter() - t))\n")
+    with tempfile.NamedTemporaryFile(suffix=".jpg") as f:
+        f.write(jpeg)
+        f.flush()
+        out = subprocess.run([sys.executable, "-c", code % (str(ROOT), f.name, n, n)], capture_output=True,
+                             text=True, check=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    return float(out.stdout.strip())
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    v = sorted(values)
+    return v[min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1))))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--uploads", type=int, default=32)
+    ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--readers", type=int, default=4)
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--threads", type=int, default=4, help="gthread threads per worker (1 = sync workers)")
+    args = ap.parse_args()
+
+    jpeg = twelve_mp_jpeg()
+    rate1 = single_core_rate(jpeg)
+    cores = os.cpu_count() or 1
+
+    data_dir = tempfile.mkdtemp(prefix="mesoscan-load-")
+    env = dict(os.environ, MESOSCAN_DATA_DIR=data_dir, OMP_NUM_THREADS="1", MESOSCAN_LOG_LEVEL="warning")
+    env.pop("DATABASE_URL", None)
+    from service.storage import StorageConfig, open_storage
+    from service.storage import repository as repo
+
+    os.environ["MESOSCAN_DATA_DIR"] = data_dir
+    storage = open_storage(StorageConfig.from_env())
+    with storage.sessions() as s:
+        clinic = repo.create_clinic(s, "Load test clinic")
+        _, token = repo.create_api_token(s, clinic.id, "load")
+        for code in ["warmup", *(f"load-{i}" for i in range(8))]:
+            repo.create_patient(s, clinic.id, code)
+    storage.close()
+
+    port = free_port()
+    worker_args = ["--worker-class", "gthread", "--threads", str(args.threads)] if args.threads > 1 else []
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "service" / "gunicorn.conf.py"),
+         "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers), *worker_args, "service.app:create_app()"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    client = Client(port, token)
+    try:
+        for _ in range(120):
+            try:
+                if client.request("GET", "/readyz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        status, body, _ = client.upload(variant(jpeg, -1), "warmup")
+        if status not in (200, 201):
+            raise SystemExit(f"warm-up upload failed: {status} {body[:300]!r}")
+        analysis_id = json.loads(body)["record"]["id"]
+
+        errors: list[str] = []
+        upload_ms: list[float] = []
+        get_ms: list[float] = []
+        queue = list(range(args.uploads))
+        lock = threading.Lock()
+        uploading = threading.Event()
+        uploading.set()
+        t_end = time.monotonic() + DEADLINE_S
+
+        def uploader():
+            while time.monotonic() < t_end:
+                with lock:
+                    if not queue:
+                        return
+                    i = queue.pop()
+                st, b, ms = client.upload(variant(jpeg, i), f"load-{i % 8}")
+                with lock:
+                    (upload_ms.append(ms) if st in (200, 201) else errors.append(f"upload {st} {b[:120]!r}"))
+
+        def reader():
+            paths = ["/api/v1/patients?limit=20", f"/api/v1/analyses/{analysis_id}"]
+            k = 0
+            while uploading.is_set() and time.monotonic() < t_end and k < 20000:
+                st, b, ms = client.request("GET", paths[k % 2])
+                k += 1
+                with lock:
+                    (get_ms.append(ms) if st == 200 else errors.append(f"get {st}"))
+                time.sleep(0.02)
+
+        readers = [threading.Thread(target=reader) for _ in range(args.readers)]
+        uploaders = [threading.Thread(target=uploader) for _ in range(args.clients)]
+        t0 = time.perf_counter()
+        for t in readers + uploaders:
+            t.start()
+        for t in uploaders:
+            t.join()
+        elapsed = time.perf_counter() - t0
+        uploading.clear()
+        for t in readers:
+            t.join()
+
+        idle_ms = [client.request("GET", f"/api/v1/analyses/{analysis_id}")[2] for _ in range(200)]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    throughput = len(upload_ms) / elapsed
+    target = 0.8 * cores * rate1
+    print(f"server: gunicorn, {args.workers} workers x {args.threads} threads on {cores} cores; "
+          f"{args.clients} upload clients, {args.readers} GET readers")
+    print(f"single-core analysis rate (12 MP)   {rate1:6.2f} photos/s  (reference)")
+    print(f"upload throughput                   {throughput:6.2f} photos/s  = {throughput / (cores * rate1):.0%} of "
+          f"cores x single-core rate (target >= 80 %: {target:.2f}/s)")
+    print(f"upload latency p50/p95/p99          {pct(upload_ms, 50):6.0f} / {pct(upload_ms, 95):.0f} / "
+          f"{pct(upload_ms, 99):.0f} ms  ({len(upload_ms)} uploads in {elapsed:.1f} s)")
+    print(f"GET while uploading p50/p95/p99     {pct(get_ms, 50):6.1f} / {pct(get_ms, 95):.1f} / "
+          f"{pct(get_ms, 99):.1f} ms  ({len(get_ms)} requests; target p99 < 50 ms)")
+    print(f"GET idle p50/p95/p99                {pct(idle_ms, 50):6.1f} / {pct(idle_ms, 95):.1f} / "
+          f"{pct(idle_ms, 99):.1f} ms")
+    print(f"errors                              {len(errors)}" + (f"  e.g. {errors[0]}" if errors else ""))
+
+
+if __name__ == "__main__":
+    main()
