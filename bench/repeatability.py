@@ -173,7 +173,7 @@ def summarise(photos: list[dict]) -> dict[str, dict]:
         variances, means, wobble, effects = [], [], 0.0, []
         for p in photos:
             vals = [r[key] for r in p["runs"].values() if key in r]
-            if len(vals) < 3:
+            if len(vals) < 3 or key not in p["runs"]["base"]:
                 continue
             variances.append(np.var(vals, ddof=1))
             means.append(np.mean(vals))

@@ -16,12 +16,18 @@ The anchors are provisional: set from the distribution over 20 adult development
 20-47; floors near their 10th percentile, halves near their 90th, so aged or damaged skin scores
 above 50) and from synthetic ground truth. A clinic's own archive can later re-anchor them
 (see ``mesoscan report --reference``).
+
+Weights (version 1.1) follow each metric's measured repeatability (bench/repeatability.py on the
+sample render and 4 development faces: planted-effect / worst-wobble ratio): spot area (2.2) and
+tone unevenness (2.5) carry the pigmentation score, red area (0.5) and spot contrast (0.8) less;
+wrinkle length (1.3) and density (1.4) the wrinkle score, the depth index (0.2: a mean over
+whichever lines are found, which a new shallow line can lower) little.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-SCORING_VERSION = "1.0"
+SCORING_VERSION = "1.1"
 
 
 @dataclass(frozen=True)
@@ -38,10 +44,10 @@ class Anchor:
 
 SCORING: dict[str, dict[str, Anchor]] = {
     "pigmentation": {
-        "spot_area_pct": Anchor(floor=0.5, half=6.0, weight=0.35),
-        "spot_contrast_de": Anchor(floor=3.0, half=9.0, weight=0.15, needs="spot_count"),
-        "tone_unevenness": Anchor(floor=4.0, half=12.0, weight=0.25),
-        "red_area_pct": Anchor(floor=2.0, half=20.0, weight=0.25),
+        "spot_area_pct": Anchor(floor=0.5, half=6.0, weight=0.45),
+        "spot_contrast_de": Anchor(floor=3.0, half=9.0, weight=0.10, needs="spot_count"),
+        "tone_unevenness": Anchor(floor=4.0, half=12.0, weight=0.30),
+        "red_area_pct": Anchor(floor=2.0, half=20.0, weight=0.15),
     },
     "texture": {
         "roughness": Anchor(floor=1.5, half=5.0, weight=0.5),
@@ -49,9 +55,9 @@ SCORING: dict[str, dict[str, Anchor]] = {
         "pore_diameter_mm": Anchor(floor=0.15, half=0.35, weight=0.2, needs="pore_density_per_cm2"),
     },
     "wrinkles": {
-        "wrinkle_length_mm_per_cm2": Anchor(floor=0.5, half=5.0, weight=0.45),
-        "wrinkle_density_pct": Anchor(floor=0.5, half=6.0, weight=0.3),
-        "wrinkle_depth_index": Anchor(floor=6.0, half=20.0, weight=0.25, needs="wrinkle_count"),
+        "wrinkle_length_mm_per_cm2": Anchor(floor=0.5, half=5.0, weight=0.55),
+        "wrinkle_density_pct": Anchor(floor=0.5, half=6.0, weight=0.35),
+        "wrinkle_depth_index": Anchor(floor=6.0, half=20.0, weight=0.10, needs="wrinkle_count"),
     },
 }
 FAMILIES = tuple(SCORING)
