@@ -7,6 +7,7 @@ change between visits moves them as little as possible.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import cv2
@@ -63,6 +64,31 @@ def _pick(family: str, values: dict | None) -> dict | None:
     if values is None:
         return None
     return {name: _clean(values.get(name)) for name in METRIC_NAMES[family]}
+
+
+class LazyLayers(Mapping):
+    """Overlay maps computed on first access: most analyses are never drawn (batch, API)."""
+
+    def __init__(self, makers: dict):
+        self._makers = makers
+        self._made: dict = {}
+
+    def __getitem__(self, key):
+        if key not in self._made:
+            self._made[key] = self._makers[key]()
+        return self._made[key]
+
+    def __iter__(self):
+        return iter(self._makers)
+
+    def __len__(self):
+        return len(self._makers)
+
+
+def _wrinkle_layer(response: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Wrinkle response on detected lines, scaled so the 90th percentile is 1."""
+    scale = float(np.percentile(response[mask], 90)) if mask.any() else 1.0
+    return np.clip(response / max(scale, 1e-6), 0.0, 1.0) * mask
 
 
 def sclera_mask(frame: CanonicalFrame, skin: np.ndarray) -> np.ndarray:
@@ -150,13 +176,11 @@ def measure_face(frame: CanonicalFrame, skin: np.ndarray, regions: dict[str, Reg
         if code not in seen:
             seen.add(code)
             warnings.append({"code": code, "message": message})
-    layers = {
-        "spots": pig.spot_mask.astype(np.float32),
-        "redness": np.clip(pig.redness_map / 20.0, 0.0, 1.0) * pig.red_mask,
-        "pores": tex.pore_mask.astype(np.float32),
-        "wrinkles": np.clip(wr.wrinkle_response / max(float(np.percentile(wr.wrinkle_response[wr.wrinkle_mask], 90))
-                                                     if wr.wrinkle_mask.any() else 1.0, 1e-6), 0.0, 1.0)
-                    * wr.wrinkle_mask,
-    }
+    layers = LazyLayers({
+        "spots": lambda: pig.spot_mask.astype(np.float32),
+        "redness": lambda: np.clip(pig.redness_map / 20.0, 0.0, 1.0) * pig.red_mask,
+        "pores": lambda: tex.pore_mask.astype(np.float32),
+        "wrinkles": lambda: _wrinkle_layer(wr.wrinkle_response, wr.wrinkle_mask),
+    })
     return Measurements(face=face, regions=per_region, colour_correction=correction.as_dict(),
                         warnings=warnings, layers=layers)
