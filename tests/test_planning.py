@@ -149,7 +149,7 @@ def test_allergies_to_everything_suggested_need_review():
 #
 # Documents below state measurements only (rescore=True: scores computed by pipelines.scoring, as the
 # analysis does). Values: what a region showing the concern measures, against the 20 young-adult
-# development faces the thresholds were set on (concerns.yaml; docs/planning.md).
+# development faces the thresholds were set on (concerns.yaml; README.md).
 
 # concern: (overrides that show it and nothing else, region, triggering metric and value, ingredients)
 CONCERNS = {

@@ -6,7 +6,7 @@
 
 Files (each has ``version`` and ``sources``): ingredients, concerns (with the detection rules),
 mapping (measured concern -> ingredients), contraindications, medications, care, courses,
-devices. See docs/planning.md. A malformed file raises :class:`pipelines.errors.InvalidInput`
+devices. See README.md. A malformed file raises :class:`pipelines.errors.InvalidInput`
 naming the file (``source``) and the field (``field``).
 """
 from pipelines.knowledge.loader import FILES, KnowledgeBase, load_file, load_knowledge

@@ -117,7 +117,7 @@ def intake_out(row) -> dict:
         openapi_extensions={"requestBody": {
             "required": True,
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Intake"}}},
-            "description": "the intake (schema mesoscan.intake/1, see docs/planning.md); unknown fields "
+            "description": "the intake (schema mesoscan.intake/1, see README.md); unknown fields "
                            "and wrong types are refused naming the field"}})
 def put_intake(path: PatientPath):
     """Record the patient's intake (the newest one counts; older ones stay as history)"""

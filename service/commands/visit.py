@@ -33,7 +33,7 @@ def register(subparsers) -> None:
     a.add_argument("code", metavar="CODE", help="patient code")
     a.add_argument("--date", required=True, type=iso_date, metavar="D", help="date of the visit (YYYY-MM-DD)")
     a.add_argument("--photo", required=True, type=Path, metavar="P", help="face photo (JPEG, PNG, HEIC ...)")
-    a.add_argument("--intake", type=Path, metavar="I", help="new intake JSON to record first (format: docs/planning.md)")
+    a.add_argument("--intake", type=Path, metavar="I", help="new intake JSON to record first (format: README.md)")
     a.add_argument("--given-ingredients", nargs="+", default=[], metavar="ID",
                    help="ingredient ids given at this session (ingredients.yaml, e.g. hyaluronic_acid vitamin_c)")
     a.add_argument("--device", default=None, metavar="DEV", help="delivery device (e.g. LB212, SC004, SC311, LB213)")
