@@ -101,7 +101,7 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--readers", type=int, default=4)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
-    ap.add_argument("--threads", type=int, default=4, help="gthread threads per worker (1 = sync workers)")
+    ap.add_argument("--threads", type=int, default=8, help="gthread threads per worker")
     args = ap.parse_args()
 
     jpeg = twelve_mp_jpeg()
@@ -124,7 +124,7 @@ def main() -> None:
     storage.close()
 
     port = free_port()
-    worker_args = ["--worker-class", "gthread", "--threads", str(args.threads)] if args.threads > 1 else []
+    worker_args = ["--threads", str(args.threads)]
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "service" / "gunicorn.conf.py"),
          "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers), *worker_args, "service.app:create_app()"],

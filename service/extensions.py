@@ -12,6 +12,7 @@ Views reach them through :func:`state` (``current_app.extensions["mesoscan"]``) 
 """
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,15 +30,38 @@ _analyzer_lock = threading.Lock()
 _process_analyzer: Any = None
 
 
+class BoundedAnalyzer:
+    """An analyzer that runs at most ``slots`` analyses at once in this process.
+
+    An analysis is CPU-bound: more at once than the process has cores only thrash the caches
+    and memory. Request threads wait here for a slot, which leaves the worker's other threads
+    free to answer reads (lists, documents, overlays from the cache) while uploads queue.
+    """
+
+    def __init__(self, analyzer: Any, slots: int):
+        self._analyzer = analyzer
+        self._slots = threading.BoundedSemaphore(max(1, slots))
+
+    def analyze(self, data: bytes):
+        with self._slots:
+            return self._analyzer.analyze(data)
+
+    def __getattr__(self, name: str):
+        return getattr(self._analyzer, name)
+
+
 def process_analyzer():
-    """The process-wide :class:`pipelines.analysis.Analyzer` (created on first call)."""
+    """The process-wide :class:`pipelines.analysis.Analyzer` (created on first call), bounded
+    to ``MESOSCAN_ANALYSES_PER_PROCESS`` concurrent analyses (default 1: one per worker
+    process, one worker per core)."""
     global _process_analyzer
     if _process_analyzer is None:
         with _analyzer_lock:
             if _process_analyzer is None:
                 from pipelines.analysis import Analyzer
 
-                _process_analyzer = Analyzer()
+                slots = int(os.environ.get("MESOSCAN_ANALYSES_PER_PROCESS", "1"))
+                _process_analyzer = BoundedAnalyzer(Analyzer(), slots)
     return _process_analyzer
 
 

@@ -8,13 +8,16 @@ variables (README.md ("The HTTP service")).
 
 Why these values:
 
-* sync workers, one per core: an analysis is CPU-bound (1-3 s per photo), so more workers than
-  cores only queue inside the kernel; BLAS/OpenMP pools are limited to one thread per worker
-  (below) so workers do not fight over the cores.
-* ``timeout`` 120 s: a worker silent for that long (a request stuck on a huge photo, a hung
-  database) is killed and replaced; the client gets a 502 from the proxy. This is the request
-  timeout: nothing in the app interrupts an analysis mid-way. Put a buffering reverse proxy
-  (nginx) in front so slow uploads do not hold a worker.
+* one worker process per core, each with ``MESOSCAN_THREADS`` threads (default 8, gthread): an
+  analysis is CPU-bound (about 1 s per photo), so each process runs one analysis at a time
+  (``MESOSCAN_ANALYSES_PER_PROCESS``, service/extensions.py) and its other threads keep answering
+  reads while uploads queue; BLAS/OpenMP pools are limited to one thread per worker (below) so
+  workers do not fight over the cores.
+* ``timeout`` 120 s: a worker whose main loop is silent that long (a hung process) is killed and
+  replaced. With threaded workers it does not time out one slow request: a request's cost is
+  bounded by the upload limit and the decoder's pixel limit instead (an analysis takes about 1 s
+  and never hangs on a hostile file), and the client-facing request timeout belongs to the
+  reverse proxy in front (nginx ``proxy_read_timeout 120s``), which also buffers slow uploads.
 * ``max_requests`` with jitter recycles workers now and then, bounding any slow memory growth.
 * the master migrates the database once before forking; each worker then finds it at head.
 * each worker loads the face model once after the fork (no ``preload_app``: onnxruntime sessions
@@ -31,8 +34,8 @@ import tempfile
 
 bind = os.environ.get("MESOSCAN_BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY") or multiprocessing.cpu_count() or 1)
-worker_class = "sync"
-threads = 1
+worker_class = "gthread"
+threads = int(os.environ.get("MESOSCAN_THREADS", "8"))
 timeout = int(os.environ.get("MESOSCAN_TIMEOUT", "120"))
 graceful_timeout = 30
 keepalive = 5
