@@ -4,7 +4,7 @@
 
 Environment: ``MESOSCAN_BIND`` (default ``0.0.0.0:8000``), ``WEB_CONCURRENCY`` (workers,
 default: one per CPU core), ``MESOSCAN_TIMEOUT`` (seconds, default 120), plus the app's own
-variables (README.md ("The HTTP service")).
+variables (README.md, section "The HTTP service").
 
 Why these values:
 

@@ -18,7 +18,7 @@ Colour cards: ``colour-checker-detection`` 0.2.3 was evaluated and left out. It 
 distributions that both write the ``cv2`` package, plus ``colour-science`` and ``OpenImageIO``
 (about 300 MB together); its segmentation detector took 1.7-1.8 s on a 1500x1900 crop at its
 default working size (0.4 s only at half that size), and a card held beside the face mostly falls
-outside the canonical face crop this function receives. See README.md ("Colour and pigmentation").
+outside the canonical face crop this function receives. See README.md, section "Colour and pigmentation".
 """
 from __future__ import annotations
 

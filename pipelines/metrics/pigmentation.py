@@ -3,7 +3,7 @@ areas and tone unevenness, in physical units on the canonical face frame.
 
 Input is the colour-normalised linear RGB of :func:`pipelines.metrics.colour.normalize_colour`
 (illumination gradient already divided out, white balance corrected). Definitions, units and
-ranges are in README.md ("Colour and pigmentation"); in short:
+ranges are in README.md, section "Colour and pigmentation"; in short:
 
 - ``melanin_index`` M = 100 log10(1 / R) and ``erythema_index`` E = 100 log10(R / G), on linear
   reflectance (Dawson / Diffey; camera R and G channels stand in for the ~650 nm and ~560 nm bands).
@@ -120,7 +120,7 @@ class PigmentationParams:
 
 @dataclass(frozen=True)
 class PigmentationMetrics:
-    """Pigmentation of one region (or the whole face). See README.md ("Colour and pigmentation").
+    """Pigmentation of one region (or the whole face). See README.md, section "Colour and pigmentation".
 
     ``ita_deg`` degrees (-90..90), ``ita_category`` Chardon name, ``melanin_index`` and
     ``erythema_index`` index units (mean over the measured area), ``spot_count`` spots touching

@@ -25,7 +25,7 @@ Pores need resolution: with an effective resolution (the lower of ``px_per_mm`` 
 ``native_px_per_mm``) under 8 px/mm a 0.25 mm pore spans less than 2 real pixels, so the pore
 metrics are None and the warning ``pores_unresolved`` is emitted. Roughness needs 4 px/mm
 (``roughness_unresolved``). The constants live in :class:`TextureParams`; the overlay maps are
-built lazily, on first access. README.md ("Texture and wrinkle metrics") has the long form.
+built lazily, on first access. README.md, section "Texture and wrinkle metrics" has the long form.
 """
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ Metrics per region (and ``face``: the union of the regions)
     ``wrinkle_count``              segments whose skeleton lies mostly in the region.
 
 Constants live in :class:`WrinkleParams`; overlay maps are built lazily on first access.
-README.md ("Texture and wrinkle metrics") has the long form.
+README.md, section "Texture and wrinkle metrics" has the long form.
 """
 from __future__ import annotations
 

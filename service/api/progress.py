@@ -117,7 +117,7 @@ class ReportQuery(Strict):
 
 
 class ProgressDocument(BaseModel):
-    """Schema ``mesoscan.progress/1`` (README.md ("Progress across visits")) with the patient and links."""
+    """Schema ``mesoscan.progress/1`` (README.md, section "Progress across visits") with the patient and links."""
 
     model_config = ConfigDict(extra="allow")
 

@@ -2,7 +2,7 @@
 
 Re-score a folder tree, a zip or tar archive, or the service's own store (``store:`` or
 ``store:CLINIC_ID``) with the current pipeline on Dask, into a Parquet dataset. See
-README.md ("Re-scoring an archive").
+README.md, section "Re-scoring an archive".
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ on the waitress development server.
 
 With ``--demo``, or when the database has no clinic yet, a demo clinic and practitioner are set
 up with a fresh random password and API token, printed with the URL, so a newcomer is using
-mesoscan within a minute. Production runs gunicorn instead (see README.md ("The HTTP service")).
+mesoscan within a minute. Production runs gunicorn instead (see README.md, section "The HTTP service").
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "serve", help="run the HTTP service (development server)",
         description="Serve the web pages and the JSON API with waitress. Configuration comes from the "
-                    "environment (MESOSCAN_DATA_DIR, DATABASE_URL, ...; see README.md ("The HTTP service")). "
+                    "environment (MESOSCAN_DATA_DIR, DATABASE_URL, ...; see README.md, section 'The HTTP service'). "
                     "For production use gunicorn -c service/gunicorn.conf.py 'service.app:create_app()'.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
