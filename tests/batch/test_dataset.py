@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from batch.fakes import fake_document
+from pipelines import PIPELINE_VERSION
 from service.batch.flatten import BASE_NAMES, problem_row, scored_row
 from service.batch.report import (
     describe, format_html, format_text, load_reference, percentile_of, reference_document, save_reference,
@@ -75,7 +76,7 @@ def test_parts_are_atomic_and_the_schema_only_grows_at_the_end(tmp_path):
     w.add_many(_rows(4))                                    # part 0
     first = pq.read_schema(part_files(out)[0])
     w.add_many(_rows(3, 4, extra={"metrics.texture.new_metric": 1}))
-    w.add(problem_row("bad.txt", "ef" * 32, "rejected", "not_an_image", "no", "0.1.0"))   # part 1
+    w.add(problem_row("bad.txt", "ef" * 32, "rejected", "not_an_image", "no", PIPELINE_VERSION))   # part 1
     w.add(dict(_rows(1, 9)[0], **{"scores.overall": "not a number", "image_width": "wide"}))
     w.close()                                                # part 2: a partial part
     parts = part_files(out)
@@ -112,11 +113,9 @@ def test_done_set_by_sha_and_version_and_by_path_without_sha(tmp_path):
     w = PartWriter(out, part_rows=100)
     rows = _rows(3)
     w.add_many(rows)
-    w.add(problem_row("refused/../x.jpg", None, "rejected", "unsafe_member", "no", "0.1.0"))
+    w.add(problem_row("refused/../x.jpg", None, "rejected", "unsafe_member", "no", PIPELINE_VERSION))
     w.add(dict(_rows(1, 50)[0], pipeline_version="0.0.1"))
     w.close()
-    from pipelines import PIPELINE_VERSION
-
     done = read_done(out, PIPELINE_VERSION)
     assert all(done.has_sha(r["sha256"]) for r in rows)
     assert not done.has_sha(_rows(1, 50)[0]["sha256"])      # another pipeline version: not done
@@ -128,10 +127,10 @@ def _population(tmp_path, values):
     out = tmp_path / "pop"
     w = PartWriter(out, part_rows=50)
     for i, v in enumerate(values):
-        w.add({"path": f"{i}.jpg", "sha256": "%064x" % i, "status": "scored", "pipeline_version": "0.1.0",
+        w.add({"path": f"{i}.jpg", "sha256": "%064x" % i, "status": "scored", "pipeline_version": PIPELINE_VERSION,
                "scores.overall": float(v), "metrics.texture.roughness": float(v) / 10})
     for i in range(5):
-        w.add(problem_row(f"bad{i}.jpg", "%064x" % (1000 + i), "rejected", "no_face", "no", "0.1.0"))
+        w.add(problem_row(f"bad{i}.jpg", "%064x" % (1000 + i), "rejected", "no_face", "no", PIPELINE_VERSION))
     w.close()
     return out
 
