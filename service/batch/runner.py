@@ -393,7 +393,12 @@ class _Run:
         window = cfg.window or (2 * nthreads + 1)
         self.max_suspects = max(100, 4 * window * cfg.batch_size)
         if cfg.warm_up:
-            versions = set(self.client.run(_warm, cfg.analyze is None).values())
+            # A task pinned to each worker, so the Analyzer is created in the thread that will
+            # run the batches (``Client.run`` would run it in the worker's event-loop thread).
+            warm = [self.client.submit(_warm, cfg.analyze is None, workers=[w], allow_other_workers=False,
+                                       pure=False, key=f"mesoscan-warm-{self.tag}-{i}")
+                    for i, w in enumerate(self.client.nthreads())]
+            versions = set(self.client.gather(warm))
             if versions - {PIPELINE_VERSION}:
                 raise RescoreError(f"workers run pipeline {sorted(versions)}, this client {PIPELINE_VERSION}")
         self.skip = None
