@@ -167,11 +167,14 @@ def process_batch(items: list[Item], skip: DigestSet | None = None, analyze: Ana
                 if documents is not None:
                     documents.append(None)
                 continue
+            if len(data) > MAX_BYTES:           # not read whole, so not hashed: done by path
+                rows.append(problem_row(item.path, None, STATUS_REJECTED, "file_too_large",
+                                        f"the file is over {MAX_BYTES / 1e6:.0f} MB", PIPELINE_VERSION))
+                if documents is not None:
+                    documents.append(None)
+                continue
             actual = hashlib.sha256(data).hexdigest()
-            if len(data) > MAX_BYTES:
-                row = problem_row(item.path, actual, STATUS_REJECTED, "file_too_large",
-                                  f"the file is over {MAX_BYTES / 1e6:.0f} MB", PIPELINE_VERSION)
-            elif sha is not None and actual != sha:
+            if sha is not None and actual != sha:
                 row = problem_row(item.path, actual, STATUS_FAILED, "checksum_mismatch",
                                   f"stored bytes hash to {actual}, not to their key {sha}", PIPELINE_VERSION)
             elif skip is not None and actual in skip:
