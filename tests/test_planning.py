@@ -11,7 +11,8 @@ import pytest
 from pipelines.errors import ImageRejected, InvalidInput
 from pipelines.knowledge import load_knowledge
 from pipelines.planning import RejectedAnalysis, detect_concerns, make_plan, parse_intake
-from pipelines.planning.samples import example_analysis
+from pipelines.planning.samples import CLEAR_METRICS, example_analysis
+from pipelines.scoring import family_score
 from service.commands import plan as plan_cmd
 
 KB = load_knowledge()
@@ -32,7 +33,7 @@ def plan(doc=None, start=START, **changes) -> dict:
 
 
 # An analysis with spots on both cheeks, an uneven tone overall and fine lines on the forehead, in
-# measurements only (scores computed from them): spots 33.6 and 30.5, tone 37.9, lines 49.4.
+# measurements only (scores computed from them by pipelines.scoring; MIXED_SEVERITY below).
 P, T, W = "metrics.pigmentation.", "metrics.texture.", "metrics.wrinkles."
 MIXED = dict(
     face={P + "tone_unevenness": 10.5, P + "red_area_pct": 9.0, P + "spot_count": 80, P + "spot_area_pct": 4.4,
@@ -44,6 +45,21 @@ MIXED = dict(
              "forehead": {W + "wrinkle_length_mm_per_cm2": 7.0, W + "wrinkle_density_pct": 7.0,
                           W + "wrinkle_depth_index": 11.0, W + "wrinkle_count": 6}},
     rescore=True)
+
+
+def _mixed_score(family: str, where: str) -> float:
+    """The score pipelines.scoring gives MIXED's metrics at ``where`` (a region or "face"), computed
+    from the overrides on top of the clear metrics, not read back from the document under test."""
+    overrides = MIXED["face"] if where == "face" else MIXED["regions"].get(where, {})
+    metrics = {**CLEAR_METRICS[family], **{k.rsplit(".", 1)[1]: v for k, v in overrides.items()
+                                           if k.startswith(f"metrics.{family}.")}}
+    return family_score(family, metrics)
+
+
+# each concern's severity in MIXED: the worst region's family score (spots: the left cheek)
+MIXED_SEVERITY = {"spots": _mixed_score("pigmentation", "cheek_left"),
+                  "uneven_tone": _mixed_score("pigmentation", "face"),
+                  "fine_lines": _mixed_score("wrinkles", "forehead")}
 
 
 # --- contraindications ----------------------------------------------------------------------------
@@ -223,16 +239,18 @@ def test_each_concern_triggers_its_ingredients(concern):
 
 # Things every young face shows, measured on the development faces: none is a concern.
 YOUNG_ADULT = {
-    # the lower-lid crease: one long line, wrinkle score 58.7 (age 22)
+    # the lower-lid crease: one long line (age 22), wrinkle score 58.7 with scoring 1.0, 65.0 with 1.1:
+    # over the one-fold gate of 60, kept out by its contrast (depth index under 14)
     "under-eye crease": {"under_eye_left": {W + "wrinkle_length_mm_per_cm2": 9.4, W + "wrinkle_density_pct": 16.0,
                                             W + "wrinkle_depth_index": 11.1, W + "wrinkle_count": 1}},
-    # a nasolabial fold of contrast 15: one line, score 48.3
+    # a nasolabial fold of contrast 15: one line, score 48.3 with scoring 1.0, 50.0 with 1.1
     "nasolabial fold": {"nasolabial_right": {W + "wrinkle_length_mm_per_cm2": 4.5, W + "wrinkle_density_pct": 8.0,
                                              W + "wrinkle_depth_index": 15.0, W + "wrinkle_count": 1}},
     # two dark blobs at the eye corner make a quarter of a 3 cm2 region "spot area" (age 20)
     "eye-corner shadow": {"crows_feet_left": {P + "spot_count": 2, P + "spot_area_pct": 27.7,
                                               P + "spot_contrast_de": 6.5, P + "tone_unevenness": 7.1}},
-    # many faint spots on even skin (delta-E 4.3, tone 3.0): pigmentation score 25.5
+    # many faint spots on even skin (delta-E 4.3, tone 3.0): pigmentation score 31.1 with scoring 1.1
+    # (25.5 with 1.0), under the spots gate of 33
     "faint spots": {"cheek_right": {P + "spot_count": 10, P + "spot_area_pct": 10.8, P + "spot_contrast_de": 4.3,
                                     P + "tone_unevenness": 3.0, P + "red_area_pct": 0.4}},
     # a pink patch on a fifth of the cheek (region p90 27 %)
@@ -258,10 +276,10 @@ def test_young_adult_face_metrics_are_no_concern():
 
 # Each threshold, on both sides (scores given, so one condition changes at a time).
 BOUNDARIES = [
-    ("spots", "cheek_left", {"scores.pigmentation": 30.0, P + "spot_count": 8, P + "spot_area_pct": 6.0},
-     [("scores.pigmentation", 29.9), (P + "spot_count", 7), (P + "spot_area_pct", 5.99)]),
-    ("redness", "cheek_right", {"scores.pigmentation": 30.0, P + "red_area_pct": 30.0},
-     [("scores.pigmentation", 29.9), (P + "red_area_pct", 29.9)]),
+    ("spots", "cheek_left", {"scores.pigmentation": 33.0, P + "spot_count": 8, P + "spot_area_pct": 6.0},
+     [("scores.pigmentation", 32.9), (P + "spot_count", 7), (P + "spot_area_pct", 5.99)]),
+    ("redness", "cheek_right", {"scores.pigmentation": 25.0, P + "red_area_pct": 30.0},
+     [("scores.pigmentation", 24.9), (P + "red_area_pct", 29.9)]),
     ("uneven_tone", "face", {"scores.pigmentation": 30.0, P + "tone_unevenness": 9.3},
      [("scores.pigmentation", 29.9), (P + "tone_unevenness", 9.29)]),
     ("rough_texture", "forehead", {T + "roughness": 4.4}, [(T + "roughness", 4.39)]),
@@ -333,18 +351,23 @@ def test_concern_severity_is_the_worst_region_score():
     doc = example_analysis(**MIXED)
     (spots,) = [c for c in detect_concerns(doc) if c.id == "spots"]
     assert spots.regions == ("cheek_left", "cheek_right")
-    assert spots.severity == max(doc["regions"][r]["scores"]["pigmentation"] for r in spots.regions) == 33.6
+    left, right = _mixed_score("pigmentation", "cheek_left"), _mixed_score("pigmentation", "cheek_right")
+    assert left > right
+    assert spots.severity == max(doc["regions"][r]["scores"]["pigmentation"] for r in spots.regions) == left
 
 
 def test_ranking_and_reasons():
     result = plan(example_analysis(**MIXED))
     severity = {c["id"]: c["severity"] for c in result["concerns"]}
-    assert severity == {"spots": 33.6, "uneven_tone": 37.9, "fine_lines": 49.4}
+    assert severity == MIXED_SEVERITY
+    spots, tone, lines = (f"{MIXED_SEVERITY[c]:g}" for c in ("spots", "uneven_tone", "fine_lines"))
+    # the order below holds for these severities: two concerns rank by their sum
+    assert MIXED_SEVERITY["uneven_tone"] + MIXED_SEVERITY["fine_lines"] > MIXED_SEVERITY["spots"] + MIXED_SEVERITY["uneven_tone"]
     ranked = [(s["ingredient"], s["concerns"]) for s in result["suggestions"]]
     assert ranked == [
         ("vitamin_c", ["spots", "uneven_tone", "fine_lines"]),   # three concerns
-        ("hyaluronic_acid", ["uneven_tone", "fine_lines"]),      # two, 37.9 + 49.4
-        ("glutathione", ["spots", "uneven_tone"]),               # two, 33.6 + 37.9
+        ("hyaluronic_acid", ["uneven_tone", "fine_lines"]),      # two, the larger sum
+        ("glutathione", ["spots", "uneven_tone"]),               # two
         ("alpha_lipoic_acid", ["fine_lines"]),                   # ties broken by id
         ("amino_acid_complex", ["fine_lines"]),
         ("centella_asiatica", ["fine_lines"]),
@@ -354,9 +377,9 @@ def test_ranking_and_reasons():
         assert s["severity"] == round(sum(severity[c] for c in s["concerns"]), 1)
     glutathione = result["suggestions"][2]
     assert glutathione["reason"] == (
-        "Pigment spots on left cheek, right cheek (pigmentation score 33.6 >= 30; spot_count 12 >= 8; "
+        f"Pigment spots on left cheek, right cheek (pigmentation score {spots} >= 33; spot_count 12 >= 8; "
         "spot_area_pct 7.5 >= 6): slows melanin production by melanocytes. "
-        "Dullness / uneven tone on whole face (pigmentation score 37.9 >= 30; tone_unevenness 10.5 >= 9.3): "
+        f"Dullness / uneven tone on whole face (pigmentation score {tone} >= 30; tone_unevenness 10.5 >= 9.3): "
         "evens melanin production.")
     assert glutathione["regions"] == ["face", "cheek_left", "cheek_right"]
     assert result["target_regions"] == ["face", "forehead", "cheek_left", "cheek_right"]
@@ -366,10 +389,10 @@ def test_number_of_concerns_ranks_before_severity():
     # mild spots and a mildly uneven tone against one severe red patch (scores given to make the point)
     doc = example_analysis(
         face={P + "tone_unevenness": 9.5, "scores.pigmentation": 31.0},
-        regions={"cheek_left": {P + "spot_count": 9, P + "spot_area_pct": 6.2, "scores.pigmentation": 32.0},
+        regions={"cheek_left": {P + "spot_count": 9, P + "spot_area_pct": 6.2, "scores.pigmentation": 34.0},
                  "cheek_right": {P + "red_area_pct": 70.0, "scores.pigmentation": 80.0}})
     ranked = [(s["ingredient"], s["severity"]) for s in plan(doc)["suggestions"]]
-    assert ranked == [("glutathione", 63.0), ("vitamin_c", 63.0),       # two mild concerns each
+    assert ranked == [("glutathione", 65.0), ("vitamin_c", 65.0),       # two mild concerns each
                       ("alpha_lipoic_acid", 80.0), ("centella_asiatica", 80.0), ("zinc", 80.0),
                       ("b_vitamin_complex", 31.0), ("hyaluronic_acid", 31.0)]
 
@@ -556,8 +579,8 @@ def test_cli_summary(files, capsys):
     out = capsys.readouterr().out
     assert out.startswith("Status: eligible\n")
     assert "  1. Vitamin C (ascorbic acid) [vitamins]" in out
-    assert "Pigment spots (severity 33.6) on left cheek, right cheek" in out
-    assert "Fine lines (severity 49.4) on forehead" in out
+    assert f"Pigment spots (severity {MIXED_SEVERITY['spots']:g}) on left cheek, right cheek" in out
+    assert f"Fine lines (severity {MIXED_SEVERITY['fine_lines']:g}) on forehead" in out
     assert "WARNING, blood thinning: the patient takes aspirin." in out
     assert "2025-05-26 (optional), 2025-06-09 (optional)" in out
     assert "Patch test on 2025-03-02" in out
