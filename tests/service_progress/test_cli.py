@@ -79,7 +79,7 @@ def test_cli_end_to_end(cli, db, tmp_path, synthetic_visits, capsys):
     assert prog["schema"] == "mesoscan.progress/1" and prog["patient"] == "P-0007"
     assert [v["date"] for v in prog["visits"]] == ["2025-01-06", "2025-02-03"]
     assert prog["visits"][0]["ingredients"] == ["hyaluronic_acid", "vitamin_c"]
-    assert prog["noise"]["provisional"] is True
+    assert prog["noise"]["provisional"] is False          # the shipped noise is measured
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert cli("progress", "P-0007", "--chart", svg) == 0
     capsys.readouterr()
