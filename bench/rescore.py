@@ -14,6 +14,9 @@ its own JPEG quality and brightness so every file has its own sha256 (``--size c
   thread each): the face model loads on every worker before the clock starts, the clock stops
   when the last part is written; reading, hashing, flattening and Parquet writing included.
 
+The three are repeated ``--repeat`` times, interleaved, and the best of each is kept: on a
+shared machine other work only ever lowers a figure.
+
 Also printed: the peak resident memory of each worker (``ru_maxrss`` reported with every batch)
 and of the client. The machine's load average is printed first: other work on the cores
 lowers every figure, the ratio less so.
@@ -83,6 +86,7 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=40, help="photos per cluster run (one process: half)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--size", choices=("full", "crop"), default="full")
+    parser.add_argument("--repeat", type=int, default=2, help="interleaved repetitions; the best of each is kept")
     args = parser.parse_args()
     single_core()
     load = os.getloadavg()
@@ -93,25 +97,32 @@ def main() -> None:
     print(f"photos: {len(photos)} x {'3072x3072' if args.size == 'full' else '1100x1300'} JPEG, {mb:.2f} MB each, "
           f"face at 4.3 px/mm")
 
-    single, single_cpu = one_process(photos[: max(4, args.photos // 2)])
-    print(f"1 process (Analyzer loop)          {single:6.2f} images/s  ({single_cpu:.2f} CPU s per image)")
-
+    single, single_cpu = 0.0, 0.0
+    results = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "photos"
         for i, data in enumerate(photos):
             p = folder / f"P{i % 5:03d}" / f"visit{i % 3}" / f"photo_{i:04d}.jpg"
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_bytes(data)
-        results = {}
-        for n in sorted({1, args.workers}):
-            summary, wall = cluster(folder, n, Path(tmp) / f"out{n}")
-            assert summary.scored == len(photos), summary.format()
-            results[n] = summary
-            peaks = ", ".join(f"{mb:.0f}" for mb in sorted(summary.worker_peak_mb.values()))
-            print(f"LocalCluster, {n} worker{'s' if n > 1 else ' '}            {summary.images_per_s:6.2f} images/s  "
-                  f"({summary.worker_cpu_s / summary.processed:.2f} CPU s per image in the workers; rescore "
-                  f"{summary.elapsed_s:.1f} s, {wall:.1f} s with cluster start and model loads); "
-                  f"peak RSS per worker {peaks} MB")
+        for rep in range(args.repeat):         # interleaved, best of each: other load only lowers
+            rate, cpu = one_process(photos[: max(4, args.photos // 2)])
+            print(f"[{rep + 1}] 1 process (Analyzer loop)      {rate:6.2f} images/s  ({cpu:.2f} CPU s per image)")
+            if rate > single:
+                single, single_cpu = rate, cpu
+            for n in sorted({1, args.workers}):
+                summary, wall = cluster(folder, n, Path(tmp) / f"out{n}-{rep}")
+                assert summary.scored == len(photos), summary.format()
+                if n not in results or summary.images_per_s > results[n].images_per_s:
+                    results[n] = summary
+                peaks = ", ".join(f"{mb:.0f}" for mb in sorted(summary.worker_peak_mb.values()))
+                print(f"[{rep + 1}] LocalCluster, {n} worker{'s' if n > 1 else ' '}        {summary.images_per_s:6.2f} "
+                      f"images/s  ({summary.worker_cpu_s / summary.processed:.2f} CPU s per image in the workers; "
+                      f"rescore {summary.elapsed_s:.1f} s, {wall:.1f} s with cluster start and model loads); "
+                      f"peak RSS per worker {peaks} MB", flush=True)
+    print(f"best of {args.repeat}: 1 process {single:.2f}, "
+          + ", ".join(f"{n} worker{'s' if n > 1 else ''} {r.images_per_s:.2f}" for n, r in sorted(results.items()))
+          + " images/s")
     best = results[args.workers].images_per_s
     client_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"scaling, {args.workers} workers vs 1 process:   {best / single:5.2f}x   (target >= 1.7x)")
