@@ -93,3 +93,11 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def post_fork(server, worker):
+    # One OpenCV thread per worker too: its own pool would oversubscribe the cores that the
+    # other workers' analyses are using.
+    import cv2
+
+    cv2.setNumThreads(1)
