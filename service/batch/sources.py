@@ -108,6 +108,8 @@ def _read_bounded(f, path: str) -> Item:
 
 
 class Source:
+    """Base of the archive sources; subclasses implement :meth:`items`."""
+
     kind = "source"
     description = ""
 

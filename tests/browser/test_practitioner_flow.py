@@ -269,9 +269,7 @@ def test_errors_are_pages_not_tracebacks(page: Page):
 
 
 def test_progress_chart_and_before_after(page: Page, live, tmp_path):
-    if not live.has_endpoint("progress."):
-        pytest.skip("the progress API (service/api/progress.py: /api/v1/patients/{id}/progress and "
-                    "/compare) is not on this server yet")
+    assert live.has_endpoint("progress."), "the progress API (service/api/progress.py) is not registered"
     log_in(page)
     patient_id = create_patient(page, "P-PROG")
     # two visits a month apart, one photo each
