@@ -11,11 +11,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def single_core() -> None:
-    """Pin OpenCV (and BLAS through the environment) to one thread: targets are per core."""
+    """Pin OpenCV (and BLAS through the environment) to one thread: targets are per core.
+    malloc is set up as the service and batch workers set it (service/malloc.py), so a
+    reference rate is the best one process reaches."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import cv2
 
+    from service.malloc import keep_freed_memory
+
     cv2.setNumThreads(1)
+    keep_freed_memory()
 
 
 def twelve_mp_jpeg(quality: int = 90) -> bytes:

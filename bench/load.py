@@ -1,13 +1,18 @@
 """Bounded load test of the HTTP service on loopback.
 
-    python bench/load.py [--uploads 32] [--clients 16] [--workers 2] [--threads 4]
+    python bench/load.py [--uploads 32] [--clients 16] [--read-rate 20] [--gets 3000]
 
-Starts gunicorn on 127.0.0.1 (a free port, a temporary data dir, a fresh clinic and API token),
-then 16 concurrent clients upload distinct 12 MP JPEGs while 4 readers issue GET requests
-(patient list, analysis documents) until the uploads are done, and a GET-only phase follows.
-Prints upload throughput against cores x the single-core analysis rate (target >= 80 %), errors
-(target 0) and GET latency p50/p95/p99 while uploads run (target p99 < 50 ms). Every loop is
-bounded in count and time; only 127.0.0.1 is contacted.
+Starts gunicorn on 127.0.0.1 (a free port, a temporary data dir, a fresh clinic and API token).
+
+1. Uploads: 16 concurrent clients upload distinct 12 MP JPEGs while 4 readers issue GET
+   requests (patient list, analysis document) at a steady ``--read-rate`` in all (the clinic's
+   tablets and browsers reading while photos are analysed).
+2. GET-heavy: 16 clients issue ``--gets`` GET requests back to back.
+
+Prints upload throughput against cores x the single-core analysis rate (target >= 80 %), the
+server's CPU per upload, errors (target 0), GET latency p50/p95/p99 while uploads run (target
+p99 < 50 ms), and the GET-heavy throughput and latency. Every loop is bounded in count and
+time; only 127.0.0.1 is contacted.
 """
 from __future__ import annotations
 
@@ -88,6 +93,21 @@ def single_core_rate(jpeg: bytes, n: int = 3) -> float:
     return float(out.stdout.strip())
 
 
+def server_cpu_seconds(master_pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of the gunicorn master and its live workers so far."""
+    import psutil
+
+    master = psutil.Process(master_pid)
+    user = system = 0.0
+    for proc in [master, *master.children(recursive=True)]:
+        try:
+            t = proc.cpu_times()
+            user, system = user + t.user, system + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return user, system
+
+
 def pct(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
@@ -100,8 +120,12 @@ def main() -> None:
     ap.add_argument("--uploads", type=int, default=32)
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--readers", type=int, default=4)
+    ap.add_argument("--read-rate", type=float, default=20.0, help="GET/s in all while uploads run")
+    ap.add_argument("--gets", type=int, default=3000, help="requests of the GET-heavy phase")
+    ap.add_argument("--get-clients", type=int, default=16)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
-    ap.add_argument("--threads", type=int, default=8, help="gthread threads per worker")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="gthread threads per worker (default: service/gunicorn.conf.py's)")
     args = ap.parse_args()
 
     jpeg = twelve_mp_jpeg()
@@ -124,7 +148,7 @@ def main() -> None:
     storage.close()
 
     port = free_port()
-    worker_args = ["--threads", str(args.threads)]
+    worker_args = ["--threads", str(args.threads)] if args.threads else []
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "service" / "gunicorn.conf.py"),
          "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers), *worker_args, "service.app:create_app()"],
@@ -162,46 +186,75 @@ def main() -> None:
                 with lock:
                     (upload_ms.append(ms) if st in (200, 201) else errors.append(f"upload {st} {b[:120]!r}"))
 
-        def reader():
-            paths = ["/api/v1/patients?limit=20", f"/api/v1/analyses/{analysis_id}"]
-            k = 0
+        paths = ["/api/v1/patients?limit=20", f"/api/v1/analyses/{analysis_id}"]
+        period = args.readers / max(args.read_rate, 1e-3)
+
+        def reader(offset: float):
+            # a steady rate (open loop): a slow answer does not thin out the requests
+            k, next_at = 0, time.monotonic() + offset
             while uploading.is_set() and time.monotonic() < t_end and k < 20000:
+                time.sleep(max(0.0, next_at - time.monotonic()))
+                next_at += period
                 st, b, ms = client.request("GET", paths[k % 2])
                 k += 1
                 with lock:
                     (get_ms.append(ms) if st == 200 else errors.append(f"get {st}"))
-                time.sleep(0.02)
 
-        readers = [threading.Thread(target=reader) for _ in range(args.readers)]
+        readers = [threading.Thread(target=reader, args=(i * period / args.readers,)) for i in range(args.readers)]
         uploaders = [threading.Thread(target=uploader) for _ in range(args.clients)]
+        cpu0, own0 = server_cpu_seconds(server.pid), sum(os.times()[:2])
         t0 = time.perf_counter()
         for t in readers + uploaders:
             t.start()
         for t in uploaders:
             t.join()
         elapsed = time.perf_counter() - t0
+        server_user, server_sys = (b - a for a, b in zip(cpu0, server_cpu_seconds(server.pid)))
+        server_cpu = server_user + server_sys
+        client_cpu = sum(os.times()[:2]) - own0
         uploading.clear()
         for t in readers:
             t.join()
 
-        idle_ms = [client.request("GET", f"/api/v1/analyses/{analysis_id}")[2] for _ in range(200)]
+        heavy_ms: list[float] = []
+        remaining = iter(range(args.gets))
+
+        def heavy_reader():
+            for k in remaining:          # shared iterator: --gets requests in all
+                st, b, ms = client.request("GET", paths[k % 2])
+                with lock:
+                    (heavy_ms.append(ms) if st == 200 else errors.append(f"get {st}"))
+                if time.monotonic() > t_end:
+                    return
+
+        heavy = [threading.Thread(target=heavy_reader) for _ in range(args.get_clients)]
+        t1 = time.perf_counter()
+        for t in heavy:
+            t.start()
+        for t in heavy:
+            t.join()
+        heavy_s = time.perf_counter() - t1
     finally:
         server.terminate()
         server.wait(timeout=30)
 
     throughput = len(upload_ms) / elapsed
     target = 0.8 * cores * rate1
-    print(f"server: gunicorn, {args.workers} workers x {args.threads} threads on {cores} cores; "
-          f"{args.clients} upload clients, {args.readers} GET readers")
+    print(f"server: gunicorn, {args.workers} workers x {args.threads or 'default'} threads on {cores} cores; "
+          f"{args.clients} upload clients, {args.readers} GET readers at {args.read_rate:g}/s in all")
     print(f"single-core analysis rate (12 MP)   {rate1:6.2f} photos/s  (reference)")
     print(f"upload throughput                   {throughput:6.2f} photos/s  = {throughput / (cores * rate1):.0%} of "
           f"cores x single-core rate (target >= 80 %: {target:.2f}/s)")
     print(f"upload latency p50/p95/p99          {pct(upload_ms, 50):6.0f} / {pct(upload_ms, 95):.0f} / "
           f"{pct(upload_ms, 99):.0f} ms  ({len(upload_ms)} uploads in {elapsed:.1f} s)")
+    print(f"CPU while uploading                 server {server_cpu / elapsed:4.2f} cores "
+          f"({server_cpu / max(1, len(upload_ms)):.2f} s per upload vs {1 / rate1:.2f} s single-core analysis), "
+          f"{server_sys / max(server_cpu, 1e-9):.0%} of it system time; load generator {client_cpu / elapsed:4.2f} cores")
     print(f"GET while uploading p50/p95/p99     {pct(get_ms, 50):6.1f} / {pct(get_ms, 95):.1f} / "
           f"{pct(get_ms, 99):.1f} ms  ({len(get_ms)} requests; target p99 < 50 ms)")
-    print(f"GET idle p50/p95/p99                {pct(idle_ms, 50):6.1f} / {pct(idle_ms, 95):.1f} / "
-          f"{pct(idle_ms, 99):.1f} ms")
+    print(f"GET-heavy ({args.get_clients} clients)        {len(heavy_ms) / heavy_s:6.0f} requests/s, "
+          f"p50/p95/p99 {pct(heavy_ms, 50):.1f} / {pct(heavy_ms, 95):.1f} / {pct(heavy_ms, 99):.1f} ms "
+          f"({len(heavy_ms)} requests)")
     print(f"errors                              {len(errors)}" + (f"  e.g. {errors[0]}" if errors else ""))
 
 

@@ -54,7 +54,7 @@ def make_photos(n: int, size: str) -> list[bytes]:
 
 def one_process(photos: list[bytes]) -> tuple[float, float]:
     """(images/s, CPU s per image) of a plain Analyzer loop in this process, set up as a worker
-    is (one OpenCV thread, malloc tuned: see service.batch.worker.tune_malloc), so the ratio
+    is (one OpenCV thread, malloc tuned: see service.malloc), so the ratio
     measures the parallelism and not the set-up."""
     from pipelines.analysis import Analyzer
     from pipelines.face_detection import FaceDetector

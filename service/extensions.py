@@ -31,19 +31,19 @@ _process_analyzer: Any = None
 
 
 class BoundedAnalyzer:
-    """An analyzer that runs at most ``slots`` analyses at once in this process.
+    """An analyzer that runs only while it holds one of ``slots`` (service/slots.py).
 
-    An analysis is CPU-bound: more at once than the process has cores only thrash the caches
-    and memory. Request threads wait here for a slot, which leaves the worker's other threads
-    free to answer reads (lists, documents, overlays from the cache) while uploads queue.
+    An analysis is CPU-bound: more at once than there are cores only thrash the caches and
+    memory. Request threads wait here for a slot, which leaves the worker's other threads free
+    to answer reads (lists, documents, overlays from the cache) while uploads queue.
     """
 
-    def __init__(self, analyzer: Any, slots: int):
+    def __init__(self, analyzer: Any, slots):
         self._analyzer = analyzer
-        self._slots = threading.BoundedSemaphore(max(1, slots))
+        self._slots = slots
 
     def analyze(self, data: bytes):
-        with self._slots:
+        with self._slots.hold():
             return self._analyzer.analyze(data)
 
     def __getattr__(self, name: str):
@@ -51,17 +51,17 @@ class BoundedAnalyzer:
 
 
 def process_analyzer():
-    """The process-wide :class:`pipelines.analysis.Analyzer` (created on first call), bounded
-    to ``MESOSCAN_ANALYSES_PER_PROCESS`` concurrent analyses (default 1: one per worker
-    process, one worker per core)."""
+    """The process-wide :class:`pipelines.analysis.Analyzer` (created on first call), bounded by
+    :func:`service.slots.slots_from_env`: under gunicorn one slot per core shared by all
+    workers, otherwise one analysis at a time in this process."""
     global _process_analyzer
     if _process_analyzer is None:
         with _analyzer_lock:
             if _process_analyzer is None:
                 from pipelines.analysis import Analyzer
+                from service.slots import slots_from_env
 
-                slots = int(os.environ.get("MESOSCAN_ANALYSES_PER_PROCESS", "1"))
-                _process_analyzer = BoundedAnalyzer(Analyzer(), slots)
+                _process_analyzer = BoundedAnalyzer(Analyzer(), slots_from_env())
     return _process_analyzer
 
 

@@ -8,11 +8,13 @@ variables (README.md, section "The HTTP service").
 
 Why these values:
 
-* one worker process per core, each with ``MESOSCAN_THREADS`` threads (default 8, gthread): an
-  analysis is CPU-bound (about 1 s per photo), so each process runs one analysis at a time
-  (``MESOSCAN_ANALYSES_PER_PROCESS``, service/extensions.py) and its other threads keep answering
-  reads while uploads queue; BLAS/OpenMP pools are limited to one thread per worker (below) so
-  workers do not fight over the cores.
+* one worker process per core, each with ``MESOSCAN_THREADS`` threads (default 32, gthread):
+  an analysis is CPU-bound (about 1 s per photo), so the whole server runs one analysis per core
+  at a time (``MESOSCAN_ANALYSIS_SLOTS``; the slots are shared by every worker through lock
+  files, service/slots.py, so no core idles while another worker holds the queue), and the
+  other threads keep answering reads while uploads wait. Many threads are cheap (they mostly
+  wait) and keep a thread free for reads however many uploads queue. BLAS/OpenMP and OpenCV
+  pools are one thread per worker (below) so analyses do not fight over the cores.
 * ``timeout`` 120 s: a worker whose main loop is silent that long (a hung process) is killed and
   replaced. With threaded workers it does not time out one slow request: a request's cost is
   bounded by the upload limit and the decoder's pixel limit instead (an analysis takes about 1 s
@@ -30,17 +32,18 @@ from __future__ import annotations
 import multiprocessing
 import os
 import shutil
+import sys
 import tempfile
 
 bind = os.environ.get("MESOSCAN_BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY") or multiprocessing.cpu_count() or 1)
 worker_class = "gthread"
-threads = int(os.environ.get("MESOSCAN_THREADS", "8"))
+threads = int(os.environ.get("MESOSCAN_THREADS", "32"))
 timeout = int(os.environ.get("MESOSCAN_TIMEOUT", "120"))
 graceful_timeout = 30
 keepalive = 5
-max_requests = 1000
-max_requests_jitter = 100
+max_requests = 20000
+max_requests_jitter = 2000
 preload_app = False
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 limit_request_line = 8190
@@ -57,6 +60,9 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mesoscan-metrics-")
 _metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+# Analysis slots shared by the workers of this server (service/slots.py): a fresh directory.
+os.environ["MESOSCAN_ANALYSIS_SLOTS_DIR"] = tempfile.mkdtemp(prefix="mesoscan-slots-")
 
 logconfig_dict = {
     "version": 1,
@@ -97,7 +103,19 @@ def child_exit(server, worker):
 
 def post_fork(server, worker):
     # One OpenCV thread per worker too: its own pool would oversubscribe the cores that the
-    # other workers' analyses are using.
+    # other workers' analyses are using. malloc keeps freed image arrays for the next photo
+    # (service/malloc.py: without it a third of the CPU went to the kernel under load).
     import cv2
 
+    from service.malloc import keep_freed_memory
+
     cv2.setNumThreads(1)
+    keep_freed_memory()
+    # A request thread waiting for the GIL held by an analysis gets it after 1 ms, not 5 ms:
+    # a read makes a dozen such hand-offs (database, socket), so this is most of its latency
+    # while uploads run.
+    sys.setswitchinterval(0.001)
+
+
+def on_exit(server):
+    shutil.rmtree(os.environ["MESOSCAN_ANALYSIS_SLOTS_DIR"], ignore_errors=True)

@@ -29,6 +29,7 @@ from pipelines import PIPELINE_VERSION
 from pipelines.errors import ImageRejected, MesoscanError, ModelUnavailable
 from service.batch.flatten import STATUS_FAILED, STATUS_REJECTED, problem_row, scored_row
 from service.batch.sources import MAX_BYTES, Item
+from service.malloc import keep_freed_memory
 
 STATUS_SKIPPED = "skipped"        # not a dataset row: the worker found the sha256 already done
 Analyze = Callable[[bytes], dict]  # bytes -> result document; raises MesoscanError
@@ -54,33 +55,6 @@ class DigestSet:
         return len(self._keys)
 
 
-MMAP_THRESHOLD = 32 * 1024 * 1024     # glibc's largest allowed value on 64-bit
-TRIM_THRESHOLD = 128 * 1024 * 1024
-
-
-def tune_malloc() -> bool:
-    """Keep image-sized arrays (a 12 MP RGB decode is 36 MB, the canonical frame's float maps
-    up to 30 MB) on the heap instead of a fresh ``mmap`` each time.
-
-    Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which also switches off
-    glibc's dynamic mmap threshold: every large array is then mapped, zero-filled by the kernel
-    and unmapped again. Measured on the sample photo: 190,000 page faults and 1.0 s of system
-    time per photo, against 2,500 and 0.01 s with these settings (0.2 s with glibc's defaults),
-    for the same 1.4 s of user time. Freed memory above 128 MB at the heap's top still goes
-    back to the system. Returns False where there is no glibc ``mallopt`` (macOS, musl)."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3
-        return bool(libc.mallopt(m_mmap_threshold, MMAP_THRESHOLD)) and bool(libc.mallopt(m_trim_threshold,
-                                                                                           TRIM_THRESHOLD))
-    except (OSError, AttributeError):
-        return False
-
-
 def _prepare_process() -> None:
     """One thread per worker for OpenCV (and BLAS/OpenMP, when not already set); malloc tuned
     for image-sized arrays."""
@@ -92,7 +66,7 @@ def _prepare_process() -> None:
     import cv2
 
     cv2.setNumThreads(1)
-    tune_malloc()
+    keep_freed_memory()
     _process_ready = True
 
 

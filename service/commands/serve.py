@@ -55,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
     from service.admin import clinic_count, ensure_demo
     from service.app import create_app
     from service.extensions import state
+    from service.malloc import keep_freed_memory
+
+    keep_freed_memory()        # request threads analyse photo after photo (service/malloc.py)
 
     overrides = {}
     if os.environ.get("MESOSCAN_COOKIE_SECURE") is None:

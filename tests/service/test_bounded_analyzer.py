@@ -5,6 +5,7 @@ import threading
 import time
 
 from service.extensions import BoundedAnalyzer
+from service.slots import ProcessSlots
 
 
 class _Recorder:
@@ -26,7 +27,7 @@ class _Recorder:
 
 def _run(slots: int, threads: int = 8) -> int:
     rec = _Recorder()
-    bounded = BoundedAnalyzer(rec, slots)
+    bounded = BoundedAnalyzer(rec, ProcessSlots(slots))
     results = []
     workers = [threading.Thread(target=lambda i=i: results.append(bounded.analyze(bytes([i, 1])))) for i in range(threads)]
     for t in workers:

@@ -1,0 +1,90 @@
+"""Analysis slots shared by the processes of a host (service/slots.py)."""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+import time
+
+from service.slots import HostSlots, ProcessSlots, slots_from_env
+
+
+def _hold_and_record(directory: str, n: int, log_path: str, hold_s: float, threads: int) -> None:
+    slots = HostSlots(directory, n, poll_s=0.002)
+
+    def one():
+        with slots.hold():
+            with open(log_path, "a") as f:
+                f.write(f"+ {time.monotonic()}\n")
+            time.sleep(hold_s)
+            with open(log_path, "a") as f:
+                f.write(f"- {time.monotonic()}\n")
+
+    ts = [threading.Thread(target=one) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+
+
+def _peak(log_path: str) -> tuple[int, int]:
+    # sorted by time, a release before a start at the same instant (a hand-over is not overlap)
+    events = sorted((float(t), 1 if sign == "+" else -1)
+                    for sign, t in (line.split() for line in open(log_path)))
+    running = peak = starts = 0
+    for _, delta in events:
+        running += delta
+        peak = max(peak, running)
+        starts += delta > 0
+    return peak, starts
+
+
+def test_host_slots_bound_concurrency_across_processes(tmp_path):
+    log = tmp_path / "log"
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_hold_and_record, args=(str(tmp_path / "slots"), 2, str(log), 0.05, 4))
+             for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    peak, starts = _peak(str(log))
+    assert starts == 12          # every holder ran
+    assert peak == 2             # never more than the 2 slots, though 3 processes x 4 threads wanted one
+
+
+def _hold_forever(directory: str, ready) -> None:
+    slots = HostSlots(directory, 1)
+    with slots.hold():
+        ready.set()
+        time.sleep(60)
+
+
+def test_a_killed_holder_frees_its_slot(tmp_path):
+    ctx = multiprocessing.get_context("fork")
+    ready = ctx.Event()
+    holder = ctx.Process(target=_hold_forever, args=(str(tmp_path), ready))
+    holder.start()
+    assert ready.wait(20)
+    slots = HostSlots(tmp_path, 1, poll_s=0.002)
+    assert slots._try_any() is None          # taken by the other process
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.join(10)
+    t0 = time.monotonic()
+    with slots.hold():                       # the kernel released the dead process' lock
+        waited = time.monotonic() - t0
+    assert waited < 5
+
+
+def test_process_slots_and_env(tmp_path, monkeypatch):
+    monkeypatch.delenv("MESOSCAN_ANALYSIS_SLOTS_DIR", raising=False)
+    monkeypatch.setenv("MESOSCAN_ANALYSIS_SLOTS", "3")
+    s = slots_from_env()
+    assert isinstance(s, ProcessSlots) and s.n == 3
+    monkeypatch.setenv("MESOSCAN_ANALYSIS_SLOTS_DIR", str(tmp_path / "d"))
+    s = slots_from_env()
+    assert isinstance(s, HostSlots) and s.n == 3 and (tmp_path / "d").is_dir()
+    monkeypatch.delenv("MESOSCAN_ANALYSIS_SLOTS")
+    assert slots_from_env().n == (os.cpu_count() or 1)
