@@ -13,6 +13,8 @@ change planted into it (more brown spots; deeper lines; more pores). Per metric 
   wobble   the largest change any single wobble caused
   effect   the change the family's real planted effect caused (mean over photos)
   ratio    effect / wobble (target >= 5: a real change stands well clear of capture noise)
+  photo    per photo, its own effect / its own largest wobble: the lowest and the median
+           over photos (the pooled ratio above sets one face's effect against any face's noise)
 
 ``--verbose`` also prints, per photo, the change every wobble and every planted change caused in
 the face scores and the key metrics (one row per measure), to see which wobble moves what.
@@ -170,7 +172,7 @@ def summarise(photos: list[dict]) -> dict[str, dict]:
     keys = sorted({k for p in photos for k in p["runs"]["base"]})
     table = {}
     for key in keys:
-        variances, means, wobble, effects = [], [], 0.0, []
+        variances, means, wobble, effects, per_photo = [], [], 0.0, [], []
         for p in photos:
             vals = [r[key] for r in p["runs"].values() if key in r]
             if len(vals) < 3 or key not in p["runs"]["base"]:
@@ -178,12 +180,14 @@ def summarise(photos: list[dict]) -> dict[str, dict]:
             variances.append(np.var(vals, ddof=1))
             means.append(np.mean(vals))
             base = p["runs"]["base"][key]
-            wobble = max(wobble, max(abs(v - base) for v in vals))
+            photo_wobble = max(abs(v - base) for v in vals)
+            wobble = max(wobble, photo_wobble)
             fam = family_of(key) if not key.endswith(".overall") else None
             fams = [fam] if fam else list(CHANGES)
             eff = [abs(p["changed"][f].get(key, base) - base) for f in fams if key in p["changed"][f]]
             if eff:
                 effects.append(max(eff))
+                per_photo.append(max(eff) / photo_wobble if photo_wobble > 1e-9 else float("inf"))
         if not variances:
             continue
         sd = math.sqrt(float(np.mean(variances)))
@@ -194,6 +198,8 @@ def summarise(photos: list[dict]) -> dict[str, dict]:
             "mean": mean, "sd": sd, "sd_max": sd_max, "cv_pct": 100.0 * sd / abs(mean) if abs(mean) > 1e-9 else float("nan"),
             "wobble": wobble, "effect": effect,
             "ratio": effect / wobble if wobble > 1e-9 else float("inf"),
+            "photo_min": min(per_photo) if per_photo else float("nan"),
+            "photo_median": float(np.median(per_photo)) if per_photo else float("nan"),
         }
     return table
 
@@ -242,12 +248,13 @@ def main() -> None:
             print_rows(path.name, photos[-1])
     table = summarise(photos)
     print(f"{len(photos)} photo(s), {len(WOBBLES)} wobbles each; effect = change caused by the family's planted change")
-    print(f"{'measure':52s} {'mean':>9s} {'sd':>8s} {'cv%':>7s} {'wobble':>8s} {'effect':>8s} {'ratio':>7s}")
+    print(f"{'measure':52s} {'mean':>9s} {'sd':>8s} {'cv%':>7s} {'wobble':>8s} {'effect':>8s} {'ratio':>7s} "
+          f"{'photo min':>9s} {'median':>7s}")
     for key, v in table.items():
         if key.startswith("regions.") and not key.endswith((".pigmentation", ".wrinkles")):
             continue
         print(f"{key:52s} {v['mean']:9.2f} {v['sd']:8.3f} {v['cv_pct']:7.1f} {v['wobble']:8.3f} {v['effect']:8.3f} "
-              f"{v['ratio']:7.1f}")
+              f"{v['ratio']:7.1f} {v['photo_min']:9.1f} {v['photo_median']:7.1f}")
     if args.write:
         REPEATABILITY_FILE.write_text(json.dumps(calibration(table, len(photos)), indent=2) + "\n")
         print(f"wrote {REPEATABILITY_FILE.relative_to(ROOT)}")

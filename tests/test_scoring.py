@@ -1,0 +1,50 @@
+"""Severity scores (pipelines/scoring.py): monotone anchors, renormalised weights, overall."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipelines.scoring import SCORING, Anchor, family_score, scores
+
+
+def test_anchor_is_zero_at_floor_fifty_at_half_and_strictly_increasing_above():
+    a = Anchor(floor=2.0, half=6.0, weight=1.0)
+    assert a.severity(1.0) == 0.0 and a.severity(2.0) == 0.0
+    assert a.severity(6.0) == pytest.approx(50.0)
+    values = [a.severity(v) for v in np.linspace(2.01, 500.0, 200)]
+    assert all(b > c for b, c in zip(values[1:], values[:-1]))
+    assert values[-1] < 100.0
+
+
+def test_every_anchor_of_the_table_is_well_formed():
+    for family, anchors in SCORING.items():
+        assert abs(sum(a.weight for a in anchors.values()) - 1.0) < 1e-9, family
+        for name, a in anchors.items():
+            assert a.half > a.floor and a.weight > 0, name
+
+
+def test_family_score_renormalises_over_measured_metrics():
+    spots = SCORING["pigmentation"]["spot_area_pct"]
+    only_spots = family_score("pigmentation", {"spot_area_pct": spots.half, "tone_unevenness": None})
+    assert only_spots == pytest.approx(50.0, abs=0.05)
+    assert family_score("pigmentation", {"spot_area_pct": None}) is None
+
+
+def test_a_metric_that_needs_another_counts_at_its_floor_without_it():
+    m = {"wrinkle_length_mm_per_cm2": 0.5, "wrinkle_density_pct": 0.5, "wrinkle_depth_index": 40.0,
+         "wrinkle_count": 0}
+    assert family_score("wrinkles", m) == 0.0
+    m["wrinkle_count"] = 2
+    assert family_score("wrinkles", m) > 0.0
+
+
+def test_overall_is_the_mean_of_pigmentation_and_wrinkles_whatever_texture_is():
+    metrics = {
+        "pigmentation": {"spot_area_pct": 6.0, "tone_unevenness": 12.0},           # 50
+        "wrinkles": {"wrinkle_length_mm_per_cm2": 0.5, "wrinkle_density_pct": 0.5},  # 0
+    }
+    without = scores(metrics)
+    with_texture = scores({**metrics, "texture": {"roughness": 40.0}})
+    assert without["texture"] is None and with_texture["texture"] > 80.0
+    assert without["overall"] == with_texture["overall"] == pytest.approx(25.0, abs=0.05)
+    assert scores({"texture": {"roughness": 40.0}})["overall"] is None
