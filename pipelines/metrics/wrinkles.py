@@ -132,6 +132,10 @@ class WrinkleParams:
     # from 0 at each threshold to 1 at (1 + soft_fraction) x it, so a faint or short line near a
     # threshold does not jump the metrics by its whole length when it flickers between photos
     soft_fraction: float = 0.5
+    # the edge of the skin (hairline, fringe, brows, lashes, lips) is a step in L* that a Hessian
+    # of scale sigma answers as a "valley" up to ~2 sigma into the skin: a scale's response counts
+    # from border_guard_sigmas x sigma inside the skin mask, ramping to full over one sigma more
+    border_guard_sigmas: float = 1.5
     min_region_area_cm2: float = 0.05
 
 
@@ -311,6 +315,7 @@ def measure_wrinkles(
     for _ in range(top):
         pyr.append(cv2.pyrDown(pyr[-1]))
     resp_g = np.zeros((hg, wg), np.float32)
+    inside_mm = _distance_inside_mm(skin, (y0, x0), (ph, pw), fg, ppm_g)
     for sc in scales:
         _line_response(pyr[sc.level], sc)
         _normalise_to_noise(sc, skin, (y0, x0), p)
@@ -322,6 +327,8 @@ def measure_wrinkles(
             r = _max_pool(r, 2 ** (g - sc.level))
         elif sc.level > g:
             r = cv2.resize(r, (wg, hg), interpolation=cv2.INTER_LINEAR)
+        guard = (inside_mm - p.border_guard_sigmas * sc.sigma_mm) / sc.sigma_mm
+        r = cv2.multiply(r[:hg, :wg], np.clip(guard, 0.0, 1.0))
         resp_g = cv2.max(resp_g, r)
     skin_g = mask_on_grid(skin, (y0, x0), (ph, pw), fg, skin_box)
     on_skin = np.zeros((hg, wg), np.float32)
@@ -488,6 +495,20 @@ def _line_response(img: np.ndarray, sc: _Scale) -> None:
     # l1 - |l2| = min(D, T) when l1 > 0, with D = sqrt(a^2 + b^2) = l1 - l2 and T = l1 + l2
     sc.r = cv2.min(cv2.magnitude(a, b), t)
     sc.a, sc.b = a, b
+
+
+def _distance_inside_mm(skin: np.ndarray, origin: tuple[int, int], shape: tuple[int, int], f: int,
+                        ppm_g: float) -> np.ndarray:
+    """float32 (shape // f): distance in mm from each geometry-grid pixel to the nearest non-skin
+    pixel of the padded analysis box (0 off the skin)."""
+    oy, ox = origin
+    ph, pw = shape
+    box = np.zeros((ph, pw), np.uint8)
+    sub = skin[oy:oy + ph, ox:ox + pw]
+    box[:sub.shape[0], :sub.shape[1]] = sub
+    if f > 1:
+        box = cv2.resize(box, (pw // f, ph // f), interpolation=cv2.INTER_AREA)
+    return cv2.distanceTransform(box, cv2.DIST_L2, 5) / np.float32(ppm_g)
 
 
 def _normalise_to_noise(sc: _Scale, skin: np.ndarray, origin: tuple[int, int], p: WrinkleParams) -> None:
