@@ -31,7 +31,7 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
     settings.update(config or {})
     settings = config_mod.finalize(settings)
 
-    from service import errors, extensions, logs, metrics, ops
+    from service import errors, extensions, logs, metrics, ops, throttle
     from service.api import register as register_api
 
     app = OpenAPI(
@@ -58,6 +58,7 @@ def create_app(config: dict[str, Any] | None = None) -> OpenAPI:
     app.register_blueprint(ops.bp)
     register_api(app)
     _register_web(app)
+    throttle.init_app(app)        # after the blueprints: it wraps the two login views
 
     @app.after_request
     def _security_headers(resp):

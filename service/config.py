@@ -20,6 +20,11 @@ Every setting has a default that works on a laptop; production sets a few variab
                                headers are trusted (default 0)
 ``MESOSCAN_PRELOAD_MODEL``     ``1``/``0``: load the face model when the app starts (default 1)
 ``MESOSCAN_OVERLAY_CACHE_MB``  on-disk cache of rendered overlays (default 512; 0 disables)
+``MESOSCAN_LOGIN_RATE_LIMIT``  failed password logins allowed per client address and, separately,
+                               per e-mail address (default ``10 per minute;50 per hour``;
+                               ``limits`` notation, ``;`` between limits): see service/throttle.py
+``MESOSCAN_RATELIMIT_STORAGE_URI``  where those counters live (default ``memory://``: per process,
+                               so per gunicorn worker; ``redis://host:6379`` shares them)
 ``MESOSCAN_LOG_LEVEL``         log level (default INFO)
 ``MESOSCAN_LOG_FORMAT``        ``json`` (default: one JSON object per line) or ``text``
 =============================  =================================================================
@@ -38,6 +43,8 @@ from typing import Any, Mapping
 from service.storage.config import DEFAULT_DATA_DIR, StorageConfig, normalise_database_url
 
 SECRET_KEY_FILENAME = "secret_key"
+DEFAULT_LOGIN_RATE_LIMIT = "10 per minute;50 per hour"
+DEFAULT_RATELIMIT_STORAGE_URI = "memory://"
 
 
 def _flag(value: str | None, default: bool) -> bool:
@@ -57,6 +64,20 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
     if value < 0:
         raise ValueError(f"{name} must not be negative")
     return value
+
+
+def _rate_limits(value: Any, name: str) -> str:
+    """A ``limits`` rate string (``10 per minute;50 per hour``), checked now: Flask-Limiter would
+    only log a bad one at the first login and then not throttle at all."""
+    from limits import parse_many
+
+    text = str(value or "").strip()
+    try:
+        if not parse_many(text):
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"{name} must be rate limits like '10 per minute;50 per hour', not {value!r}") from None
+    return text
 
 
 def load_or_create_secret_key(data_dir: Path) -> str:
@@ -95,6 +116,8 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "PROXY_FIX": int(_number(env, "MESOSCAN_PROXY_FIX", 0)),
         "PRELOAD_MODEL": _flag(env.get("MESOSCAN_PRELOAD_MODEL"), True),
         "OVERLAY_CACHE_MB": _number(env, "MESOSCAN_OVERLAY_CACHE_MB", 512),
+        "LOGIN_RATE_LIMIT": env.get("MESOSCAN_LOGIN_RATE_LIMIT") or DEFAULT_LOGIN_RATE_LIMIT,
+        "RATELIMIT_STORAGE_URI": env.get("MESOSCAN_RATELIMIT_STORAGE_URI") or DEFAULT_RATELIMIT_STORAGE_URI,
         "LOG_LEVEL": (env.get("MESOSCAN_LOG_LEVEL") or "INFO").upper(),
         "LOG_FORMAT": (env.get("MESOSCAN_LOG_FORMAT") or "json").lower(),
     }
@@ -108,6 +131,9 @@ def finalize(settings: dict[str, Any]) -> dict[str, Any]:
     s["DATABASE_URL"] = normalise_database_url(s.get("DATABASE_URL") or StorageConfig.for_data_dir(s["DATA_DIR"]).database_url)
     if not s.get("SECRET_KEY"):
         s["SECRET_KEY"] = load_or_create_secret_key(s["DATA_DIR"])
+    s["LOGIN_RATE_LIMIT"] = _rate_limits(s.get("LOGIN_RATE_LIMIT") or DEFAULT_LOGIN_RATE_LIMIT,
+                                         "MESOSCAN_LOGIN_RATE_LIMIT")
+    s["RATELIMIT_STORAGE_URI"] = s.get("RATELIMIT_STORAGE_URI") or DEFAULT_RATELIMIT_STORAGE_URI
     testing_or_debug = bool(s.get("TESTING") or s.get("DEBUG"))
     absolute = dt.timedelta(hours=float(s["SESSION_HOURS"]))
     s.setdefault("MAX_CONTENT_LENGTH", int(float(s["MAX_UPLOAD_MB"]) * 2**20))

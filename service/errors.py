@@ -6,7 +6,8 @@ the pipeline's reason code for a rejected photo), ``retake`` (would a new photo 
 ``request_id``, and where they apply ``field`` and ``errors`` (invalid input), ``quality`` and
 ``face`` (a photo the quality gate refused).
 
-Mapping: :class:`ApiError` as raised; ``ImageRejected`` 422 (415 when the bytes are no
+Mapping: :class:`ApiError` as raised (also ``service.throttle.LoginThrottled``: 429 with
+``Retry-After``); ``ImageRejected`` 422 (415 when the bytes are no
 supported image, decided by the upload view); ``InvalidInput`` 422; storage ``NotFound`` 404,
 ``Conflict`` 409; ``ModelUnavailable`` 503; any other ``MesoscanError`` 422; HTTP errors with
 their status (413 for a body over ``MAX_CONTENT_LENGTH``); anything else 500 with a generic
@@ -59,6 +60,7 @@ _TITLES = {
     "invalid_token": "Invalid or revoked token",
     "invalid_credentials": "Wrong email or password",
     "session_expired": "Session expired",
+    "too_many_login_attempts": "Too many login attempts",
     "forbidden": "Forbidden",
     "csrf_failed": "CSRF token missing or invalid",
     "payload_too_large": "Upload too large",

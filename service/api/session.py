@@ -7,6 +7,10 @@
 
 Login takes ``application/json`` only: a cross-site HTML form cannot send that without a
 CORS preflight, which this API never grants, so login needs no CSRF token of its own.
+
+Login is throttled (service/throttle.py, wrapped around ``create_session`` by the app): after
+too many failed logins from one client address or for one e-mail address, a 429
+``too_many_login_attempts`` with ``Retry-After``, before the password is checked.
 """
 from __future__ import annotations
 
@@ -28,7 +32,9 @@ bp = api_blueprint("session", __name__, "session", "Log in and out (cookie sessi
 
 
 @bp.post("/session", responses={200: SessionOut, 401: problem_ref("wrong email or password"),
-                                422: problem_ref("invalid input")})
+                                422: problem_ref("invalid input"),
+                                429: problem_ref("too many failed logins from this address or for this "
+                                                 "email: wait the Retry-After seconds")})
 def create_session(body: LoginBody):
     """Log in: sets the session cookie and returns the CSRF token"""
     user = check_password(body.email, body.password)

@@ -19,6 +19,7 @@ from service.auth import WRITE_ROLES, authenticate, check_password, login, logou
 from service.errors import ApiError
 from service.extensions import csrf, db_session
 from service.storage import repository as repo
+from service.throttle import LoginThrottled
 from service.web import bp, present
 
 log = logging.getLogger("mesoscan.web")
@@ -180,6 +181,14 @@ def login_page():
     login(user)
     repo.record_audit(db_session(), user.clinic_id, user.id, "session.login", "user", user.id)
     return redirect(nxt or url_for("web.patients"))
+
+
+@bp.errorhandler(LoginThrottled)   # raised around login_page by service/throttle.py
+def _login_throttled(exc: LoginThrottled):
+    """Too many failed logins: the form again, saying how long to wait (429, Retry-After)."""
+    return (render_template("web/login.html", next=_safe_next(request.values.get("next")),
+                            email=(request.form.get("email") or "").strip(), error=exc.detail),
+            429, exc.headers)
 
 
 @bp.post("/logout")
