@@ -5,7 +5,8 @@ real change moves it.
 
 For each base photo (the sample render, plus N development faces from ../shared when present)
 the photo is analysed as is, under each capture wobble (exposure +-15 %, white-balance shift,
-rotation +-5 deg, scale 0.8x and 1.25x, JPEG quality 70 and 95, slight blur) and with a real
+rotation +-5 deg, scale 0.8x and 1.25x, JPEG quality 70 and 95, slight blur, and two
+combinations of them) and with a real
 change planted into it (more brown spots; deeper lines; more pores). Per metric it prints:
 
   sd       within-subject SD under wobble (pooled over photos), in the metric's units
@@ -85,6 +86,9 @@ WOBBLES = {
     "jpeg q70": lambda im: _jpeg(im, 70),
     "jpeg q95": lambda im: _jpeg(im, 95),
     "blur 0.8px": lambda im: _png(cv2.GaussianBlur(im, (0, 0), 0.8)),
+    # two visits rarely differ in one way only: these combine several, for an honest noise floor
+    "combined A": lambda im: _jpeg(_rotate(_linear_gain(im, (1.10, 1.10, 1.10)), 2.0), 80),
+    "combined B": lambda im: _jpeg(_scale(_rotate(_linear_gain(im, (0.95, 0.90, 0.86)), -3.0), 0.9), 75),
 }
 
 # family -> the real change that should move it
@@ -153,7 +157,7 @@ def print_rows(name: str, photo: dict) -> None:
     runs, changed = photo["runs"], photo["changed"]
     wobbles = [w for w in runs if w != "base"]
     heads = [w.replace("exposure ", "exp").replace("rotation ", "rot").replace("white balance", "wb")
-             .replace("scale ", "x").replace("jpeg ", "").replace("blur ", "blur") for w in wobbles]
+             .replace("scale ", "x").replace("jpeg ", "").replace("blur ", "blur").replace("combined ", "comb") for w in wobbles]
     print(f"\n{name}: change from base under each wobble | under each planted change")
     print(f"{'measure':38s} {'base':>7s} " + " ".join(f"{h[:7]:>7s}" for h in heads) + " | "
           + " ".join(f"{c[:7]:>7s}" for c in changed))

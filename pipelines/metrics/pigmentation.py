@@ -25,7 +25,10 @@ ranges are in README.md, section "Colour and pigmentation"; in short:
   the face.
 
 Work happens at ``analysis_px_per_mm`` (5 px/mm, 0.2 mm cells: the smallest spot, 0.8 mm, is
-still 4 cells across); the maps are returned at the input's size.
+still 4 cells across), after a fixed Gaussian blur of ``harmonise_mm`` (0.25 mm): a blur larger
+than the camera's own evens out how sharp photos are, so a slightly soft or heavily compressed
+photo does not lose its small spots (measured: the spot area's change under a 0.8 px blur fell
+from -1.0 to +0.15 % of the face). The maps are returned at the input's size.
 """
 from __future__ import annotations
 
@@ -93,13 +96,16 @@ class PigmentationParams:
 
     analysis_px_per_mm: float = 5.0
     background_mm: float = 8.0          # sigma of the local-background Gaussian
+    # every photo is first blurred by this Gaussian (sigma, mm): a fixed blur well above the
+    # camera's own makes spot contrast and area less dependent on how sharp the photo is
+    harmonise_mm: float = 0.25
     border_mm: float = 1.0              # skin-mask erosion before measuring
     spot_min_diameter_mm: float = 0.8   # equivalent diameter bounds of a spot
     spot_max_diameter_mm: float = 12.0
     spot_max_elongation: float = 4.0    # major/minor axis ratio (second moments) of a spot
     spot_min_fill: float = 0.7          # spot area / area of its second-moment ellipse
     spot_seed_melanin: float = 2.0      # dM a spot pixel needs at the least (melanin-index units)
-    spot_min_contrast_de: float = 3.0   # CIEDE2000 of a spot's mean colour vs its background
+    spot_min_contrast_de: float = 2.8   # CIEDE2000 of a spot's mean colour vs its background (after harmonise_mm)
     red_min_excess: float = 4.0         # H = dE - k dM a red pixel needs (erythema-index units)
     red_min_diameter_mm: float = 2.0
     red_smoothing_mm: float = 0.5       # sigma of the smoothing of the haemoglobin excess
@@ -362,6 +368,8 @@ def measure_pigmentation(
     aw, ah = max(1, round(w * scale)), max(1, round(h * scale))
     ppm = float(px_per_mm) * aw / w
     lin = cv2.resize(rgb, (aw, ah), interpolation=cv2.INTER_AREA) if scale < 1.0 else rgb
+    if p.harmonise_mm > 0:
+        lin = cv2.GaussianBlur(lin, (0, 0), p.harmonise_mm * ppm)
     skin_a = _resize_mask(skin, (aw, ah))
     r_border = max(1, round(p.border_mm * ppm))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r_border + 1, 2 * r_border + 1))
@@ -393,10 +401,15 @@ def measure_pigmentation(
     bg_mel, bg_ery = cv2.split(bgr.upsample(np.ascontiguousarray(bgr.smooth(num1, den1)[..., 3:5])))
     d_mel = mel - bg_mel
     d_red = (ery - bg_ery) - k_mel * d_mel
-    exclude = ((d_mel >= p.exclusion_melanin) | (d_red >= p.red_min_excess)) & detect
+    # second pass without the first pass's spots and red areas (and 1 mm around them). The
+    # exclusion is soft, a ramp over 0.5-1.5x each threshold: a hard cut let a broad, faintly red
+    # cheek flip in or out of the background as a whole under a 15 % exposure change, and the
+    # red area of the face with it (measured: +4.7 % on a base of 6.8 %)
+    keep_bg = ((1.0 - _up(d_mel, p.exclusion_melanin, 0.5)) * (1.0 - _up(d_red, p.red_min_excess, 0.5))
+               ).astype(np.float32) * detect
     r_ex = max(1, round(1.0 * ppm))
-    exclude = cv2.dilate(exclude.view(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r_ex + 1,) * 2)) > 0
-    num2, den2 = bgr.cells(lin, (detect & ~exclude).view(np.uint8).astype(np.float32))
+    keep_bg = cv2.erode(keep_bg, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r_ex + 1,) * 2))
+    num2, den2 = bgr.cells(lin, keep_bg)
     bg_grid = bgr.smooth(num2, den2)
     bg_mel, bg_ery = cv2.split(bgr.upsample(np.ascontiguousarray(bg_grid[..., 3:5])))
     d_mel = mel - bg_mel
