@@ -134,8 +134,10 @@ def measure_face(frame: CanonicalFrame, skin: np.ndarray, regions: dict[str, Reg
     zone = np.zeros(skin.shape, np.uint8)
     for r in regions.values():
         cv2.fillPoly(zone, [np.round(r.polygon).astype(np.int32)], 1)
-    grow = int(round(FIT_MARGIN_MM * k))
-    zone = cv2.dilate(zone, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))) > 0
+    # grown by FIT_MARGIN_MM: a distance transform, as a disc this wide (~200 px) would be a slow,
+    # non-separable dilation (170 ms of a 560 ms analysis, measured)
+    outside = cv2.compare(zone, 0, cv2.CMP_EQ)
+    zone = cv2.distanceTransform(outside, cv2.DIST_L2, cv2.DIST_MASK_5) <= FIT_MARGIN_MM * k
     fit_skin = skin & zone if np.count_nonzero(skin & zone) >= 1000 else skin
     linear, correction = normalize_colour(frame.rgb, fit_skin, reference_mask=sclera_mask(frame, skin))
     normalised8 = linear_to_srgb8(linear)

@@ -3,16 +3,19 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.analysis import SCHEMA
+from pipelines.analysis import SCHEMA, Analyzer
 from pipelines.errors import ImageRejected
 from pipelines.regions import REGION_NAMES
 from tests.conftest import read_tem
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _rgb(data: bytes) -> np.ndarray:
@@ -215,3 +218,20 @@ def test_landmarks_on_annotated_dev_photos(analyzer, dev_photos):
     errors = np.concatenate(errors)
     assert errors.mean() < 0.05
     assert errors.max() < 0.10
+
+
+def test_a_face_just_under_the_resolution_gate_is_found_and_called_too_small():
+    """The detector skips faces too small to pass the gate, but not those just under it: a
+    photo at 0.85x the gate's resolution is rejected as face_too_small, not no_face."""
+    analyzer = Analyzer()
+    sample = ROOT / "sample_images" / "astronaut_render.jpg"
+    first = analyzer.analyze(sample.read_bytes())
+    native = first.frame.native_px_per_mm
+    gate = analyzer.config.quality.min_px_per_mm_reject
+    f = 0.85 * gate / native
+    small = cv2.resize(first.decoded.rgb, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+    buf = io.BytesIO()
+    Image.fromarray(small).save(buf, "PNG")
+    with pytest.raises(ImageRejected) as err:
+        analyzer.analyze(buf.getvalue())
+    assert err.value.code == "face_too_small"
