@@ -100,8 +100,7 @@ class Analyzer:
         among the candidates, the turn whose detection is most confident wins.
         Coordinates returned are full-resolution, in the decoded image's frame."""
         rgb = decoded.rgb
-        min_face = self._min_face_px(decoded)
-        upright = self.detector.detect(rgb, min_face_px=min_face)
+        upright = self.detector.detect(rgb)
         primary, _ = select_primary(upright, rgb.shape[:2])
         if primary is None:
             turns = (2, 1, 3)           # nothing upright: try the other orientations
@@ -113,7 +112,7 @@ class Analyzer:
         found: list[tuple[float, _Located]] = []
         for rot_k in turns:
             turned = np.ascontiguousarray(np.rot90(rgb, rot_k)) if rot_k else rgb
-            faces = upright if rot_k == 0 else self.detector.detect(turned, min_face_px=min_face)
+            faces = upright if rot_k == 0 else self.detector.detect(turned)
             faces = [f for f in faces if f.confidence >= self.config.min_confidence]
             primary, others = select_primary(faces, turned.shape[:2])
             if primary is None:
@@ -128,15 +127,6 @@ class Analyzer:
         if not found:
             raise ImageRejected("no_face", MESSAGES["no_face"], retake=True)
         return max(found, key=lambda c: c[0])[1]
-
-    def _min_face_px(self, decoded: DecodedImage) -> float:
-        """Smallest face box searched for, in the decoded image's px: half the box of the
-        smallest face the quality gate accepts (a box is about 2 IPD; min_px_per_mm_reject x
-        63 mm IPD), so a face just too small is still found and rejected as ``face_too_small``
-        rather than ``no_face``. Smaller windows cost most of the detection time (12 MP: 440 ->
-        ~390 ms per analysis) and could only find faces the gate would refuse."""
-        smallest_box = 2.0 * self.config.quality.min_px_per_mm_reject * self.config.frame.ipd_mm
-        return 0.5 * smallest_box / decoded.reduction
 
     def analyze(self, data: bytes) -> Analysis:
         """Analyse one photo's bytes. Raises :class:`ImageRejected` when the file cannot be

@@ -271,21 +271,17 @@ class FaceDetector:
         except Exception as exc:  # onnxruntime raises its own types for a bad graph
             raise ModelUnavailable(f"onnxruntime cannot load the face model: {exc}") from exc
 
-    def detect(self, rgb: np.ndarray, *, max_side: int = 640, min_face_px: float | None = None
-               ) -> list[FaceDetection]:
+    def detect(self, rgb: np.ndarray, *, max_side: int = 640) -> list[FaceDetection]:
         """Faces in an RGB uint8 image (H, W, 3) of any size, best confidence first.
 
-        ``max_side`` (px, >= 48) bounds the working image's long side. ``min_face_px``: the
-        smallest face side searched for in INPUT px (default: the detector's ``min_face_px`` in
-        working px). Boxes and landmarks are in the input image's pixels (see the module
-        docstring for conventions).
+        ``max_side`` (px, >= 48) bounds the working image's long side. Boxes and landmarks are in
+        the input image's pixels (see the module docstring for conventions).
         """
         rgb = _check_rgb(rgb)
         if max_side < 48:
             raise ValueError(f"max_side must be >= 48, got {max_side}")
         img, sx, sy = working_image(rgb, max_side)
-        min_working = self.min_face_px if min_face_px is None else max(_PNET_CELL, min_face_px * min(sx, sy))
-        boxes = self._stage_p(img, min_working)
+        boxes = self._stage_p(img)
         if len(boxes):
             boxes = self._stage_r(img, boxes)
         if not len(boxes):
@@ -308,10 +304,10 @@ class FaceDetector:
 
     # The three stages, on the working image; boxes are (N, 4) x1, y1, x2, y2 pixel edges.
 
-    def _stage_p(self, img: np.ndarray, min_face_px: float) -> np.ndarray:
+    def _stage_p(self, img: np.ndarray) -> np.ndarray:
         h, w = img.shape[:2]
         all_boxes, all_scores, all_reg = [], [], []
-        for scale in pyramid_scales(h, w, min_face_px, self.scale_factor):
+        for scale in pyramid_scales(h, w, self.min_face_px, self.scale_factor):
             hs, ws = max(_PNET_CELL, round(h * scale)), max(_PNET_CELL, round(w * scale))
             level = cv2.resize(img, (ws, hs), interpolation=cv2.INTER_AREA)
             reg, prob = self._pnet.run(None, {"input": to_network_input(level)})
