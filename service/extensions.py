@@ -12,7 +12,6 @@ Views reach them through :func:`state` (``current_app.extensions["mesoscan"]``) 
 """
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass, field
 from typing import Any

@@ -9,7 +9,7 @@ variables (README.md, section "The HTTP service").
 Why these values:
 
 * one worker process per core, each with ``MESOSCAN_THREADS`` threads (default 32, gthread):
-  an analysis is CPU-bound (about 1 s per photo), so the whole server runs one analysis per core
+  an analysis is CPU-bound (about half a core-second per 12 MP photo), so the whole server runs one analysis per core
   at a time (``MESOSCAN_ANALYSIS_SLOTS``; the slots are shared by every worker through lock
   files, service/slots.py, so no core idles while another worker holds the queue), and the
   other threads keep answering reads while uploads wait. Many threads are cheap (they mostly
@@ -20,7 +20,9 @@ Why these values:
   bounded by the upload limit and the decoder's pixel limit instead (an analysis takes about 1 s
   and never hangs on a hostile file), and the client-facing request timeout belongs to the
   reverse proxy in front (nginx ``proxy_read_timeout 120s``), which also buffers slow uploads.
-* ``max_requests`` with jitter recycles workers now and then, bounding any slow memory growth.
+* ``max_requests`` (20,000, with jitter) recycles workers now and then, bounding any slow memory
+  growth; at 1,000 a GET-heavy minute recycled workers in the middle of an upload burst (each
+  new worker loads the face model again).
 * the master migrates the database once before forking; each worker then finds it at head.
 * each worker loads the face model once after the fork (no ``preload_app``: onnxruntime sessions
   must not cross a fork).
