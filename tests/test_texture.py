@@ -12,6 +12,7 @@ from pipelines.metrics.luminance import fill_outside, lstar_from_srgb8, skin_lum
 from pipelines.metrics.texture import TextureParams, measure_texture
 from pipelines.synthetic.pores import plant_pores, random_pores
 from pipelines.synthetic.skin import lab_to_srgb8, skin_lab
+from tests.wobble import blur, exposure, jpeg
 
 SIZE_MM = 30.0
 
@@ -34,20 +35,6 @@ def with_pores(lab, ppm, density, *, seed=1, diameter=(0.25, 0.4), depth=(4.0, 8
 def texture(rgb, ppm, **kw):
     m = np.ones(rgb.shape[:2], bool)
     return measure_texture(rgb, {"cheek_left": m}, ppm, skin_mask=m, **kw)
-
-
-def exposure(rgb, f):
-    lin = (rgb / 255.0) ** 2.2 * f
-    return np.clip(np.rint(lin ** (1 / 2.2) * 255), 0, 255).astype(np.uint8)
-
-
-def jpeg(rgb, q=75):
-    ok, buf = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, q])
-    return np.ascontiguousarray(cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1])
-
-
-def blur(rgb, s=0.5):
-    return cv2.GaussianBlur(rgb, (0, 0), s)
 
 
 @pytest.fixture(scope="module", params=[20.0, 10.0], ids=["20ppm", "10ppm"])

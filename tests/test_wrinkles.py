@@ -1,7 +1,6 @@
 """Wrinkle metrics against synthetic skin with known lines (10 px/mm, the canonical scale)."""
 import math
 
-import cv2
 import numpy as np
 import pytest
 
@@ -11,6 +10,7 @@ from pipelines.metrics.wrinkles import OrientationPrior, default_priors, measure
 from pipelines.synthetic.lines import Line, plant_lines, random_lines
 from pipelines.synthetic.pores import plant_pores, random_pores
 from pipelines.synthetic.skin import lab_to_srgb8, skin_lab
+from tests.wobble import blur, exposure, jpeg
 
 PPM = 10.0
 
@@ -23,20 +23,6 @@ def skin(size_mm=80.0, seed=0, grain=0.8):
 def wrinkles(rgb, priors=None, region="forehead", **kw):
     m = np.ones(rgb.shape[:2], bool)
     return measure_wrinkles(rgb, {region: m}, PPM, skin_mask=m, priors=priors or {}, **kw)
-
-
-def exposure(rgb, f):
-    lin = (rgb / 255.0) ** 2.2 * f
-    return np.clip(np.rint(lin ** (1 / 2.2) * 255), 0, 255).astype(np.uint8)
-
-
-def jpeg(rgb, q=75):
-    ok, buf = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, q])
-    return np.ascontiguousarray(cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1])
-
-
-def blur(rgb, s=0.5):
-    return cv2.GaussianBlur(rgb, (0, 0), s)
 
 
 @pytest.fixture(scope="module", params=[1, 2], ids=["seed1", "seed2"])
