@@ -121,3 +121,14 @@ def post_fork(server, worker):
 
 def on_exit(server):
     shutil.rmtree(os.environ["MESOSCAN_ANALYSIS_SLOTS_DIR"], ignore_errors=True)
+
+
+def post_worker_init(worker):
+    # The app, its routes, SQLAlchemy's mappers and the face model are loaded by now and live as
+    # long as the worker: freeze them out of the cyclic garbage collector, which otherwise walks
+    # them all on every full collection (measured with perf under GET-heavy load: 15 % of a
+    # worker's CPU in the collector).
+    import gc
+
+    gc.collect()
+    gc.freeze()
