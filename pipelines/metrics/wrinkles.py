@@ -10,7 +10,9 @@ Detection
     (pores) and ridges, and equal to the depth in delta L* of a Gaussian valley matched in scale.
     Coarse scales run on an image pyramid (every scale at >= 1.5 px); a scale whose response to
     the skin's own grain is strong (robust std x 3.5 > 3 delta L*) is attenuated so lines must
-    stand out of the texture. Where a region has an :class:`OrientationPrior`, a response is kept
+    stand out of the texture. A scale's response counts only from 1.5 sigma inside the skin mask
+    (ramping in over one sigma more): the skin's edge (hairline, brows, lips) is a step in L* that
+    the Hessian answers as a valley. Where a region has an :class:`OrientationPrior`, a response is kept
     only where the line's direction is within the prior's tolerance. The maximum over scales is
     hysteresis-thresholded (3 / 1.5 delta L*) on a ~5 px/mm geometry grid; each segment is
     trimmed where its response falls under half its own mean (the FWHM rule, along and across),
