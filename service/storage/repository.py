@@ -157,14 +157,22 @@ def create_api_token(session: Session, clinic_id: int, name: str) -> tuple[ApiTo
     return row, token
 
 
+# ``last_used_at`` is recorded to this granularity: writing it on every request made each API
+# read a database write (an fsync on SQLite, and a wait for the write lock behind uploads).
+TOKEN_TOUCH_INTERVAL = dt.timedelta(seconds=60)
+
+
 def authenticate_api_token(session: Session, token: str, *, touch: bool = True) -> ApiToken | None:
     """The live (not revoked) token row for ``token``, or None. With ``touch``, records its
-    use in ``last_used_at`` (committed)."""
+    use in ``last_used_at`` (committed) when the recorded use is older than
+    :data:`TOKEN_TOUCH_INTERVAL`."""
     row = session.scalar(sa.select(ApiToken).where(ApiToken.token_hash == hash_token(token),
                                                    ApiToken.revoked_at.is_(None)))
     if row is not None and touch:
-        row.last_used_at = utcnow()
-        _commit(session)
+        now = utcnow()
+        if row.last_used_at is None or now - row.last_used_at >= TOKEN_TOUCH_INTERVAL:
+            row.last_used_at = now
+            _commit(session)
     return row
 
 

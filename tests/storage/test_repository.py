@@ -52,6 +52,11 @@ def test_users_and_api_tokens(session):
     found = repo.authenticate_api_token(session, token)
     assert found.id == row.id and found.last_used_at is not None
     assert found.created_at.tzinfo is not None          # aware UTC on every database
+    first_use = found.last_used_at
+    assert repo.authenticate_api_token(session, token).last_used_at == first_use   # within the interval: no write
+    found.last_used_at = first_use - repo.TOKEN_TOUCH_INTERVAL
+    session.commit()
+    assert repo.authenticate_api_token(session, token).last_used_at > first_use - repo.TOKEN_TOUCH_INTERVAL
     assert repo.authenticate_api_token(session, token + "x") is None
     repo.revoke_api_token(session, c.id, row.id)
     assert repo.authenticate_api_token(session, token) is None
