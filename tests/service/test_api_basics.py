@@ -130,6 +130,25 @@ def test_openapi_document(sqlite_world):
         assert ref in schemas, ref
 
 
+def test_request_model_schema_is_built_once_and_handed_out_as_a_copy(monkeypatch):
+    from pydantic import BaseModel
+
+    from service.api import schemas
+
+    built = []
+    original = BaseModel.model_json_schema.__func__
+    monkeypatch.setattr(schemas, "_SCHEMAS", {})
+    monkeypatch.setattr(BaseModel, "model_json_schema",
+                        classmethod(lambda cls, *a, **k: built.append(cls) or original(cls, *a, **k)))
+    first = schemas.PatientListQuery.model_json_schema()
+    first["properties"].clear()                     # a caller editing its copy
+    second = schemas.PatientListQuery.model_json_schema()
+    assert built == [schemas.PatientListQuery]
+    assert {"limit", "q"} <= set(second["properties"])
+    schemas.PatientListQuery.model_json_schema(mode="serialization")   # other arguments: their own entry
+    assert len(built) == 2
+
+
 def test_docs_page_works_offline(sqlite_world):
     c = sqlite_world.client()
     r = c.get("/api/v1/docs")
