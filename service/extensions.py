@@ -133,3 +133,14 @@ def db_session() -> Session:
     if s is None:
         s = g.db_session = state().storage.session()
     return s
+
+
+def release_db_connection() -> None:
+    """End the request session's transaction, which hands its pooled connection back, before
+    long CPU work: an upload waits seconds for an analysis slot, and uploads holding
+    connections meanwhile left reads waiting for the pool (GET p99 of an analysis's length).
+    Loaded objects stay readable (``expire_on_commit=False``); the next query takes a
+    connection again."""
+    s = g.get("db_session")
+    if s is not None:
+        s.commit()

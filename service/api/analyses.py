@@ -30,7 +30,7 @@ from service.api.common import api_blueprint, json_response, problem_ref
 from service.api.schemas import AnalysisDocument, AnalysisPath, AnalysisUpload, OverlayPath, OverlayQuery
 from service.auth import clinic_id
 from service.errors import ApiError, not_found
-from service.extensions import db_session, state
+from service.extensions import db_session, release_db_connection, state
 from service.metrics import ANALYSES, ANALYSIS_SECONDS, REJECTIONS
 from service.overlays import overlay_png, recent
 from service.storage import repository as repo
@@ -153,6 +153,7 @@ def _create_analysis(form: AnalysisUpload) -> Response:
             return document_response(stored, existing, 200)
 
     stripped = strip_metadata(data)
+    release_db_connection()
     started = time.perf_counter()
     analysis = state().get_analyzer().analyze(stripped.data)
     ANALYSIS_SECONDS.observe(time.perf_counter() - started)
@@ -207,6 +208,12 @@ def get_analysis(path: AnalysisPath):
     return document_response(a, photo, 200)
 
 
+def _read_photo_and_release(s, cid: int, photo_id: int) -> bytes:
+    data = repo.read_photo(s, state().storage.blobs, cid, photo_id)
+    release_db_connection()     # the analysis that follows takes seconds
+    return data
+
+
 @bp.get("/analyses/<int:analysis_id>/overlays/<layer>.png", responses={
     200: {"description": "the overlay", "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}},
     304: {"description": "not modified (If-None-Match)"},
@@ -231,7 +238,7 @@ def get_overlay(path: OverlayPath, query: OverlayQuery):
     s, cid = db_session(), clinic_id()
     try:
         png, cached = overlay_png(state().overlay_cache, state().get_analyzer(), photo.sha256,
-                                  lambda: repo.read_photo(s, state().storage.blobs, cid, photo.id),
+                                  lambda: _read_photo_and_release(s, cid, photo.id),
                                   path.layer, query.region, query.size)
     except InvalidInput as exc:
         raise ApiError(404, "layer_unavailable", exc.message) from None

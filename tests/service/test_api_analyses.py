@@ -115,6 +115,32 @@ def test_same_photo_again_returns_the_stored_analysis(world, analysed, sample_by
     assert 'mesoscan_analyses_total{outcome="reused"}' in text
 
 
+def test_analyses_run_without_holding_a_database_connection(world, analysed, monkeypatch):
+    """An upload or overlay re-render waits seconds for an analysis slot: its pooled database
+    connection goes back first, so reads are not left waiting for the pool."""
+    from service.overlays import recent
+
+    st = world.app.extensions["mesoscan"]
+    held = []
+
+    class Recording:
+        def __init__(self, analyzer):
+            self.analyzer = analyzer
+
+        def analyze(self, data: bytes):
+            held.append(st.storage.engine.pool.checkedout())
+            return self.analyzer.analyze(data)
+
+    a, real = world.a(), st.get_analyzer()
+    monkeypatch.setattr(st, "analyzer", Recording(FakeAnalyzer(analysed["doc"])))
+    assert upload(a, small_jpeg(11)).status_code == 201
+    monkeypatch.setattr(st, "analyzer", Recording(real))     # the real one: overlays render
+    recent._items.clear()
+    overlay = analysed["doc"]["record"]["links"]["overlays"]["regions"] + "?size=320"
+    assert a.get(overlay).headers["X-Overlay-Cache"] == "miss"
+    assert held == [0, 0]
+
+
 def test_upload_without_patient_creates_one(world, analysed, monkeypatch):
     st = world.app.extensions["mesoscan"]
     monkeypatch.setattr(st, "analyzer", FakeAnalyzer(analysed["doc"]))
