@@ -69,8 +69,9 @@ os.environ["MESOSCAN_ANALYSIS_SLOTS_DIR"] = tempfile.mkdtemp(prefix="mesoscan-sl
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "service.logs.JsonFormatter"}},
-    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+    # the app's own handler (service.logs.make_handler): the app's configure_logging replaces it
+    # instead of adding a second one, which printed every line twice
+    "handlers": {"stderr": {"()": "service.logs.make_handler", "fmt": "json"}},
     "root": {"handlers": ["stderr"], "level": loglevel.upper()},
     "loggers": {
         "gunicorn.error": {"handlers": ["stderr"], "level": loglevel.upper(), "propagate": False},
