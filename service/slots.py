@@ -9,6 +9,13 @@ when its process dies, so a crashed or killed worker never leaks a slot.
 
 Waiting threads of one process line up behind a local lock, so only one of them polls the
 slot files (every ``poll_s``) and the others sleep without touching the GIL.
+
+A free slot goes first to a process that runs no analysis: two analyses in one process share its
+GIL and allocator and ran at 1.75x the single rate on two cores, against 1.93x for two processes
+(measured in bench/load.py as 0.55 against 0.51 CPU-seconds per upload). A process that waits
+with nothing running says so by an exclusive ``flock`` on ``DIR/want-PID``; a process that
+already runs an analysis leaves free slots to such processes, and takes one only when nobody
+else wants it (so no core idles either).
 """
 from __future__ import annotations
 
@@ -43,6 +50,32 @@ class HostSlots:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.poll_s = poll_s
         self._door = threading.Lock()     # one poller per process
+        self._count = threading.Lock()
+        self._running = 0                 # slots held by this process
+
+    def _want(self) -> int:
+        """Announce that this process waits with nothing running (until the descriptor closes)."""
+        fd = os.open(self.directory / f"want-{os.getpid()}", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)    # only this process uses its own file: never blocks
+        return fd
+
+    def _others_want(self) -> bool:
+        """Whether another live process waits for a slot with none running."""
+        mine = f"want-{os.getpid()}"
+        for path in self.directory.glob("want-*"):
+            if path.name == mine:
+                continue
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True               # its owner holds it: waiting (a dead owner's is free)
+            finally:
+                os.close(fd)
+        return False
 
     def _try_any(self) -> int | None:
         for i in range(self.n):
@@ -57,14 +90,27 @@ class HostSlots:
     @contextmanager
     def hold(self) -> Iterator[None]:
         with self._door:
-            fd = self._try_any()
-            while fd is None:
-                time.sleep(self.poll_s)
-                fd = self._try_any()
+            want_fd = None
+            try:
+                while True:
+                    if self._running == 0 and want_fd is None:
+                        want_fd = self._want()
+                    if self._running == 0 or not self._others_want():
+                        fd = self._try_any()
+                        if fd is not None:
+                            break
+                    time.sleep(self.poll_s)
+            finally:
+                if want_fd is not None:
+                    os.close(want_fd)
+            with self._count:
+                self._running += 1
         try:
             yield
         finally:
             os.close(fd)              # closing the last descriptor releases the flock
+            with self._count:
+                self._running -= 1
 
 
 def slots_from_env(default_n: int = 1) -> ProcessSlots | HostSlots:

@@ -88,3 +88,66 @@ def test_process_slots_and_env(tmp_path, monkeypatch):
     assert isinstance(s, HostSlots) and s.n == 3 and (tmp_path / "d").is_dir()
     monkeypatch.delenv("MESOSCAN_ANALYSIS_SLOTS")
     assert slots_from_env().n == (os.cpu_count() or 1)
+
+
+def _busy_process(directory: str, log_path: str, first_holding) -> None:
+    """Holds a slot for 1 s and meanwhile wants a second one, polling fast."""
+    slots = HostSlots(directory, 2, poll_s=0.001)
+
+    def first():
+        with slots.hold():
+            first_holding.set()
+            time.sleep(1.0)
+
+    t = threading.Thread(target=first)
+    t.start()
+    first_holding.wait(10)
+    with slots.hold():
+        with open(log_path, "a") as f:
+            f.write(f"busy {time.monotonic()}\n")
+    t.join()
+
+
+def _idle_process(directory: str, log_path: str, waiting) -> None:
+    """Runs nothing and wants one slot, polling slowly."""
+    slots = HostSlots(directory, 2, poll_s=0.02)
+    waiting.set()
+    with slots.hold():
+        with open(log_path, "a") as f:
+            f.write(f"idle {time.monotonic()}\n")
+        time.sleep(0.2)
+
+
+def _blocker(directory: str, log_path: str, holding, release) -> None:
+    slots = HostSlots(directory, 2)
+    with slots.hold():
+        holding.set()
+        release.wait(20)
+        with open(log_path, "a") as f:
+            f.write(f"released {time.monotonic()}\n")
+
+
+def test_a_freed_slot_goes_to_the_process_running_nothing(tmp_path):
+    # a blocker holds slot 1 of 2; a busy process holds the other and wants a second; an idle
+    # process wants one. When the blocker frees its slot, the idle process gets it, though the
+    # busy one polls 20 times as often: two analyses in one process share a GIL.
+    directory, log = str(tmp_path / "slots"), str(tmp_path / "log")
+    ctx = multiprocessing.get_context("fork")
+    holding, release, first_holding, waiting = ctx.Event(), ctx.Event(), ctx.Event(), ctx.Event()
+    procs = [ctx.Process(target=_blocker, args=(directory, log, holding, release))]
+    procs[0].start()
+    assert holding.wait(20)
+    procs.append(ctx.Process(target=_busy_process, args=(directory, log, first_holding)))
+    procs[1].start()
+    assert first_holding.wait(20)
+    procs.append(ctx.Process(target=_idle_process, args=(directory, log, waiting)))
+    procs[2].start()
+    assert waiting.wait(20)
+    time.sleep(0.2)                           # both are polling now
+    release.set()
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    got = {who: float(t) for who, t in (line.split() for line in open(log))}
+    assert got["idle"] - got["released"] < 0.5
+    assert got["busy"] > got["idle"]
