@@ -177,7 +177,7 @@ CONCERNS = {
     "redness": ({"regions": {"cheek_right": {P + "red_area_pct": 40.0, P + "erythema_index": 24.0,
                                              P + "tone_unevenness": 8.0}}},
                 "cheek_right", (P + "red_area_pct", 40.0), {"alpha_lipoic_acid", "centella_asiatica", "zinc"}),
-    # face tone unevenness 10.5 delta-E (face p90 9.3), with some redness and spots as such faces have
+    # face tone unevenness 10.5 delta-E (face p90 7.3), with some redness and spots as such faces have
     "uneven_tone": ({"face": {P + "tone_unevenness": 10.5, P + "red_area_pct": 9.0, P + "spot_count": 80,
                               P + "spot_area_pct": 4.4, P + "spot_contrast_de": 6.2}},
                     "face", (P + "tone_unevenness", 10.5),
@@ -266,12 +266,18 @@ def test_young_adult_features_are_no_concern(case):
     assert found(regions=YOUNG_ADULT[case]) == []
 
 
-def test_young_adult_face_metrics_are_no_concern():
-    # the development faces' whole-face medians (spots 61 covering 3 %, tone 7.3, red 5.1 %, lines 10.6)
-    assert found(face={P + "spot_count": 61, P + "spot_area_pct": 3.0, P + "spot_contrast_de": 5.7,
-                       P + "tone_unevenness": 7.3, P + "red_area_pct": 5.1, W + "wrinkle_count": 6,
-                       W + "wrinkle_length_mm_per_cm2": 1.25, W + "wrinkle_density_pct": 1.9,
-                       W + "wrinkle_depth_index": 10.6}) == []
+@pytest.mark.parametrize("medians", [
+    # the development faces' whole-face medians with pipeline 0.1.0 (spots 61 covering 3 %, tone
+    # 7.3, red 5.1 %, lines 10.6) and 0.3.0 (bench/concern_thresholds.py)
+    {P + "spot_count": 61, P + "spot_area_pct": 3.0, P + "spot_contrast_de": 5.7, P + "tone_unevenness": 7.3,
+     P + "red_area_pct": 5.1, W + "wrinkle_count": 6, W + "wrinkle_length_mm_per_cm2": 1.25,
+     W + "wrinkle_density_pct": 1.9, W + "wrinkle_depth_index": 10.6},
+    {P + "spot_count": 23, P + "spot_area_pct": 2.14, P + "spot_contrast_de": 4.5, P + "tone_unevenness": 5.0,
+     P + "red_area_pct": 3.7, W + "wrinkle_count": 3, W + "wrinkle_length_mm_per_cm2": 0.36,
+     W + "wrinkle_density_pct": 0.65, W + "wrinkle_depth_index": 12.8},
+])
+def test_young_adult_face_metrics_are_no_concern(medians):
+    assert found(face=medians) == []
 
 
 # Each threshold, on both sides (scores given, so one condition changes at a time).
@@ -280,8 +286,8 @@ BOUNDARIES = [
      [("scores.pigmentation", 32.9), (P + "spot_count", 7), (P + "spot_area_pct", 5.99)]),
     ("redness", "cheek_right", {"scores.pigmentation": 25.0, P + "red_area_pct": 30.0},
      [("scores.pigmentation", 24.9), (P + "red_area_pct", 29.9)]),
-    ("uneven_tone", "face", {"scores.pigmentation": 30.0, P + "tone_unevenness": 9.3},
-     [("scores.pigmentation", 29.9), (P + "tone_unevenness", 9.29)]),
+    ("uneven_tone", "face", {"scores.pigmentation": 30.0, P + "tone_unevenness": 7.3},
+     [("scores.pigmentation", 29.9), (P + "tone_unevenness", 7.29)]),
     ("rough_texture", "forehead", {T + "roughness": 4.4}, [(T + "roughness", 4.39)]),
     ("rough_texture", "forehead", {"scores.texture": 45.0, T + "roughness": 3.0},
      [("scores.texture", 44.9), (T + "roughness", 2.99)]),
@@ -379,7 +385,7 @@ def test_ranking_and_reasons():
     assert glutathione["reason"] == (
         f"Pigment spots on left cheek, right cheek (pigmentation score {spots} >= 33; spot_count 12 >= 8; "
         "spot_area_pct 7.5 >= 6): slows melanin production by melanocytes. "
-        f"Dullness / uneven tone on whole face (pigmentation score {tone} >= 30; tone_unevenness 10.5 >= 9.3): "
+        f"Dullness / uneven tone on whole face (pigmentation score {tone} >= 30; tone_unevenness 10.5 >= 7.3): "
         "evens melanin production.")
     assert glutathione["regions"] == ["face", "cheek_left", "cheek_right"]
     assert result["target_regions"] == ["face", "forehead", "cheek_left", "cheek_right"]
