@@ -21,7 +21,8 @@ class Strict(BaseModel):
     """Request models: unknown fields are errors, and the JSON schema is built once per class.
 
     flask-openapi3 (4.x) asks a query or form model for its JSON schema on every request, which
-    pydantic rebuilds each time: a third of a list request's CPU before this cache."""
+    pydantic rebuilds each time: about 1 ms of a 2.4 ms patient-list request (in-process)
+    before this cache."""
 
     model_config = ConfigDict(extra="forbid")
 
