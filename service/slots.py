@@ -12,7 +12,7 @@ slot files (every ``poll_s``) and the others sleep without touching the GIL.
 
 A free slot goes first to a process that runs no analysis: two analyses in one process share its
 GIL and allocator and ran at 1.75x the single rate on two cores, against 1.93x for two processes
-(measured in bench/load.py as 0.55 against 0.51 CPU-seconds per upload). A process that waits
+(12 MP photos, two threads of one process against two processes). A process that waits
 with nothing running says so by an exclusive ``flock`` on ``DIR/want-PID``; a process that
 already runs an analysis leaves free slots to such processes, and takes one only when nobody
 else wants it (so no core idles either).
