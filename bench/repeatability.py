@@ -1,7 +1,7 @@
 """Repeatability harness: how much each metric moves under capture wobble, against how much a
 real change moves it.
 
-    python bench/repeatability.py [--dev N] [--write] [--verbose]
+    python bench/repeatability.py [--dev N] [--seeds 3] [--write] [--verbose]
 
 For each base photo (the sample render, plus N development faces from ../shared when present)
 the photo is analysed as is, under each capture wobble (exposure +-15 %, white-balance shift,
@@ -12,7 +12,8 @@ change planted into it (more brown spots; deeper lines; more pores). Per metric 
   sd       within-subject SD under wobble (pooled over photos), in the metric's units
   cv%      that SD over the mean
   wobble   the largest change any single wobble caused
-  effect   the change the family's real planted effect caused (mean over photos)
+  effect   the change the family's real planted effect caused (mean over photos; per photo the
+           mean over ``--seeds`` random placements of the planted features)
   ratio    effect / wobble (target >= 5: a real change stands well clear of capture noise)
   photo    per photo, its own effect / its own largest wobble: the lowest and the median
            over photos (the pooled ratio above sets one face's effect against any face's noise)
@@ -31,6 +32,7 @@ import json
 import math
 import sys
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -126,7 +128,7 @@ def family_of(key: str) -> str | None:
     return None
 
 
-def measure_photo(analyzer: Analyzer, data: bytes) -> dict | None:
+def measure_photo(analyzer: Analyzer, data: bytes, seeds: int = 3) -> dict | None:
     base = analyzer.analyze(data)
     rgb = np.ascontiguousarray(base.decoded.rgb)
     if base.decoded.reduction != 1:
@@ -139,8 +141,14 @@ def measure_photo(analyzer: Analyzer, data: bytes) -> dict | None:
             print(f"  {name}: rejected ({exc.code})", file=sys.stderr)
     changed = {}
     for fam, planting in CHANGES.items():
-        planted, _ = plant_on_photo(rgb, base.frame, base.regions, planting)
-        changed[fam] = numeric_leaves(analyzer.analyze(_png(planted)).document)
+        # the features land at seeded random places in the regions: one placement is one draw of
+        # the effect, so it is averaged over several (keys measured in every draw)
+        draws = []
+        for k in range(seeds):
+            planted, _ = plant_on_photo(rgb, base.frame, base.regions, replace(planting, seed=planting.seed + 1000 * k))
+            draws.append(numeric_leaves(analyzer.analyze(_png(planted)).document))
+        keys = set.intersection(*(set(d) for d in draws))
+        changed[fam] = {key: float(np.mean([d[key] for d in draws])) for key in keys}
     return {"runs": runs, "changed": changed}
 
 
@@ -239,6 +247,7 @@ def main() -> None:
     ap.add_argument("--dev", type=int, default=0, help="also use N development faces from ../shared")
     ap.add_argument("--write", action="store_true", help="write pipelines/calibration/repeatability.json")
     ap.add_argument("--verbose", action="store_true", help="per-photo rows: the change each wobble caused")
+    ap.add_argument("--seeds", type=int, default=3, help="random placements of each planted change, averaged")
     args = ap.parse_args()
     paths = [ROOT / "sample_images" / "astronaut_render.jpg"]
     if args.dev and DEV.is_dir():
@@ -247,7 +256,7 @@ def main() -> None:
     photos = []
     for path in paths:
         print(f"measuring {path.name} ...", file=sys.stderr, flush=True)
-        photos.append(measure_photo(analyzer, path.read_bytes()))
+        photos.append(measure_photo(analyzer, path.read_bytes(), args.seeds))
         if args.verbose:
             print_rows(path.name, photos[-1])
     table = summarise(photos)
