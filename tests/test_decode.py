@@ -395,19 +395,58 @@ def test_reduced_content_matches_downscaled_full_decode(fmt):
 
 @pytest.mark.parametrize("w,h,r,want", [(800, 600, 4, (200, 150)), (803, 601, 4, (201, 151)),
                                         (803, 601, 8, (101, 76)), (803, 601, 2, (402, 301))])
-def test_jpeg_reduction_uses_dct_scaling(monkeypatch, w, h, r, want):
-    from PIL import JpegImagePlugin
-    sizes = []
-    real = JpegImagePlugin.JpegImageFile.draft
-
-    def spy(self, mode, size):
-        result = real(self, mode, size)
-        sizes.append(self.size)  # the size libjpeg will decode to
-        return result
-    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
+@pytest.mark.parametrize("fast", [True, False], ids=["simplejpeg", "pillow"])
+def test_jpeg_reduction_uses_dct_scaling(monkeypatch, w, h, r, want, fast):
+    if not fast:
+        monkeypatch.setattr(d, "_decode_jpeg_rgb", lambda *a: None)
+    resized = []
+    real_resize = d.cv2.resize
+    monkeypatch.setattr(d.cv2, "resize", lambda *a, **k: resized.append(1) or real_resize(*a, **k))
     out = decode_image(encode(smooth_scene(h, w), "JPEG"), reduction=r)
-    assert sizes == [want]  # libjpeg decodes straight to ceil(size / r): no resize afterwards
     assert out.rgb.shape == (want[1], want[0], 3)
+    assert resized == []  # libjpeg decodes straight to ceil(size / r): no resize afterwards
+
+
+def pillow_jpeg_decode(data: bytes, r: int) -> np.ndarray:
+    im = Image.open(io.BytesIO(data))
+    if r > 1:
+        im.draft("RGB", (im.size[0] // r, im.size[1] // r))
+    return np.asarray(im.convert("RGB"))
+
+
+@pytest.fixture
+def fast_path(monkeypatch):
+    """One entry per decode: did simplejpeg's fast path deliver the pixels?"""
+    delivered = []
+    real = d._decode_jpeg_rgb
+
+    def spy(*args):
+        pixels = real(*args)
+        delivered.append(pixels is not None)
+        return pixels
+    monkeypatch.setattr(d, "_decode_jpeg_rgb", spy)
+    return delivered
+
+
+@pytest.mark.parametrize("kw", [dict(subsampling=0), dict(subsampling=1), dict(subsampling=2),
+                                dict(subsampling=2, progressive=True), dict(subsampling=2, quality=60)],
+                         ids=["444", "422", "420", "progressive", "q60"])
+@pytest.mark.parametrize("r", [1, 2, 4, 8])
+def test_simplejpeg_decode_is_pillows_bit_for_bit(fast_path, kw, r):
+    """Colour JPEGs take simplejpeg's decoder (no copy out of Pillow): the same pixels, every one."""
+    data = encode(smooth_scene(601, 803, seed=r), "JPEG", **kw)
+    out = decode_image(data, reduction=r)
+    assert fast_path == [True]
+    np.testing.assert_array_equal(out.rgb, pillow_jpeg_decode(data, r))
+
+
+def test_jpeg_falls_back_to_pillow_when_simplejpeg_refuses_it(monkeypatch):
+    data = encode(smooth_scene(300, 400), "JPEG")
+
+    def refuse(*args, **kwargs):
+        raise ValueError("simplejpeg refuses")
+    monkeypatch.setattr(d.simplejpeg, "decode_jpeg", refuse)
+    np.testing.assert_array_equal(decode_image(data, reduction=2).rgb, pillow_jpeg_decode(data, 2))
 
 
 def test_bad_reduction_is_a_programming_error():
@@ -621,3 +660,24 @@ def test_fuzz_truncations_and_bit_flips_never_escape():
                 outcomes["ok"] = outcomes.get("ok", 0) + 1
     assert time.perf_counter() - t0 < 10
     assert outcomes.get("ok", 0) > 0 and outcomes.get(d.TRUNCATED_IMAGE, 0) > 0
+
+
+def test_a_jpeg_libjpeg_complains_about_is_left_to_pillow(fast_path):
+    """Damaged scan data: simplejpeg (strict) refuses, Pillow decodes it as before."""
+    rng = np.random.default_rng(0)
+    clean = encode(smooth_scene(300, 400), "JPEG")
+    for _ in range(50):
+        data = bytearray(clean)
+        for i in rng.integers(1000, len(data) - 2, size=3):
+            data[i] = rng.integers(0, 256)
+        data = bytes(data)
+        try:
+            want = pillow_jpeg_decode(data, 1)
+        except OSError:
+            continue
+        fast_path.clear()
+        got = decode_image(data).rgb
+        if fast_path == [False]:
+            np.testing.assert_array_equal(got, want)
+            return
+    pytest.fail("no damaged JPEG that Pillow reads and libjpeg complains about was found")
