@@ -151,3 +151,44 @@ def test_a_freed_slot_goes_to_the_process_running_nothing(tmp_path):
     got = {who: float(t) for who, t in (line.split() for line in open(log))}
     assert got["idle"] - got["released"] < 0.5
     assert got["busy"] > got["idle"]
+
+
+def _two_uploads(directory: str, log_path: str, name: str, poll_s: float, first_s: float,
+                 first_holding, go_second) -> None:
+    """One analysis of ``first_s`` seconds, then (once ``go_second`` is set) a second waits too."""
+    slots = HostSlots(directory, 2, poll_s=poll_s)
+
+    def first():
+        with slots.hold():
+            first_holding.set()
+            time.sleep(first_s)
+
+    t = threading.Thread(target=first)
+    t.start()
+    assert go_second.wait(20)
+    with slots.hold():
+        with open(log_path, "a") as f:
+            f.write(f"{name} {time.monotonic()}\n")
+        time.sleep(0.1)
+    t.join()
+
+
+def test_a_process_freeing_its_last_slot_hands_it_to_its_own_waiting_upload(tmp_path):
+    # "finisher" and "busy" each run one analysis and have a second upload waiting. When the
+    # finisher's analysis ends, its own waiting upload gets the slot, not the busy process (which
+    # polls 50 times as often): the finisher announces its waiter before it lets the slot go.
+    directory, log = str(tmp_path / "slots"), str(tmp_path / "log")
+    ctx = multiprocessing.get_context("fork")
+    f_holding, b_holding, go_second = ctx.Event(), ctx.Event(), ctx.Event()
+    finisher = ctx.Process(target=_two_uploads, args=(directory, log, "finisher", 0.05, 0.6, f_holding, go_second))
+    finisher.start()
+    assert f_holding.wait(20)
+    busy = ctx.Process(target=_two_uploads, args=(directory, log, "busy", 0.001, 2.0, b_holding, go_second))
+    busy.start()
+    assert b_holding.wait(20)
+    go_second.set()                           # both slots are held; both second uploads wait
+    for p in (finisher, busy):
+        p.join(30)
+        assert p.exitcode == 0
+    got = {who: float(t) for who, t in (line.split() for line in open(log))}
+    assert got["finisher"] < got["busy"]
