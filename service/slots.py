@@ -17,7 +17,7 @@ with nothing running says so by an exclusive ``flock`` on ``DIR/want-PID``; a pr
 already runs an analysis leaves free slots to such processes, and takes one only when nobody
 else wants it (so no core idles either). A process with uploads waiting says so *before* it
 releases its last slot: announced only after, by its next poll, a busy process polling a moment
-earlier took the slot in about half of the hand-overs (45 % of the analyses of bench/load.py
+earlier took the slot in about half of the hand-overs (38-46 % of the analyses of bench/load.py
 started beside another in the same process).
 """
 from __future__ import annotations
