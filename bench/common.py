@@ -48,3 +48,16 @@ def median_ms(fn, repeat: int = 7, warmup: int = 1) -> float:
         fn()
         times.append((time.perf_counter() - t0) * 1000.0)
     return statistics.median(times)
+
+
+def pillow_decode(data: bytes):
+    """Pillow's full decode of a JPEG into a numpy array: the yardstick of the "x decode" targets.
+
+    The pipeline's own decode (pipelines/decode.py, simplejpeg) is twice as fast; measured against
+    it, every ratio would double with no change in the analysis. The yardstick stays the decode
+    the targets were set against (it was the pipeline's until pipeline 0.3.0 took simplejpeg)."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im.convert("RGB"))
