@@ -5,12 +5,13 @@ quality gate -> metrics and scores -> the result document (schema ``mesoscan.ana
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from pipelines import PIPELINE_VERSION
 from pipelines.canonical import CanonicalFrame, FrameSpec, LANDMARK_NAMES, build_frame, eye_geometry
+from pipelines.colour_card import CardSearch, ColourCard, find_colour_card
 from pipelines.decode import DEFAULT_LIMITS, DecodedImage, DecodeLimits, choose_reduction, decode_image, probe_image
 from pipelines.errors import ImageRejected
 from pipelines.face_detection import FaceDetection, FaceDetector, select_primary
@@ -32,6 +33,7 @@ class AnalysisConfig:
     orientation_logit_margin: float = 1.0  # a turned crop must beat upright by this to be tried
     quality: QualityThresholds = QualityThresholds()
     limits: DecodeLimits = DEFAULT_LIMITS
+    colour_card: CardSearch | None = CardSearch()   # None: do not look for a colour card
 
 
 @dataclass
@@ -138,6 +140,7 @@ class Analyzer:
         decoded = decode_image(data, reduction=r_detect, limits=cfg.limits)
         _require_colour(decoded)
         located = self.locate_face(decoded)
+        detection_decode = decoded     # the colour card is searched on this small decode too
         _, ipd_px, _ = eye_geometry(located.face.landmarks)
         r_frame = min(r_detect, choose_reduction(ipd_px / cfg.frame.ipd_mm, cfg.frame.px_per_mm))
         if r_frame != decoded.reduction:
@@ -158,7 +161,8 @@ class Analyzer:
             first = next(i for i in quality.issues if i.severity == "reject")
             raise ImageRejected(first.code, first.message, retake=True,
                                 details={"quality": quality.as_dict(), "face": face_doc})
-        measured = measure_face(frame, skin, regions)
+        card = self._find_card(detection_decode)
+        measured = measure_face(frame, skin, regions, card_gains=None if card is None else card.gains)
         document = {
             "schema": SCHEMA,
             "pipeline_version": PIPELINE_VERSION,
@@ -170,7 +174,8 @@ class Analyzer:
                 "size_px": list(frame.spec.size_px),
                 "to_source": np.round(frame.to_source, 6).tolist(),
             },
-            "colour_correction": measured.colour_correction,
+            "colour_correction": measured.colour_correction if card is None
+            else {**measured.colour_correction, "card": card.as_dict()},
             "warnings": measured.warnings,
             "regions": {n: {**_region_document(regions[n], frame), "metrics": measured.regions[n],
                             "scores": scores(measured.regions[n])}
@@ -181,6 +186,13 @@ class Analyzer:
         }
         return Analysis(document=document, decoded=decoded, frame=frame, skin=skin, regions=regions,
                         quality=quality, layers=measured.layers)
+
+    def _find_card(self, decoded: DecodedImage) -> ColourCard | None:
+        """The colour card in the photo, corners in full-resolution px like every other position."""
+        if self.config.colour_card is None:
+            return None
+        card = find_colour_card(decoded.rgb, self.config.colour_card)
+        return None if card is None else replace(card, corners=card.corners * decoded.reduction)
 
 
 def _require_colour(decoded: DecodedImage) -> None:

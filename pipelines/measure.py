@@ -125,8 +125,11 @@ def wrinkle_priors(frame: CanonicalFrame, regions: dict[str, Region]) -> dict[st
     return priors
 
 
-def measure_face(frame: CanonicalFrame, skin: np.ndarray, regions: dict[str, Region]) -> Measurements:
-    """Measure every family on the face and each measurable region."""
+def measure_face(frame: CanonicalFrame, skin: np.ndarray, regions: dict[str, Region], *,
+                 card_gains: np.ndarray | None = None) -> Measurements:
+    """Measure every family on the face and each measurable region. ``card_gains``: linear RGB
+    gains from a colour card in the photo (pipelines/colour_card.py), which then set white
+    balance and exposure instead of the eye whites."""
     k = frame.px_per_mm
     masks = {n: r.mask for n, r in regions.items() if r.measurable}
     # the lighting fit and the skin reference of the eye-white choice use the skin of the
@@ -139,7 +142,8 @@ def measure_face(frame: CanonicalFrame, skin: np.ndarray, regions: dict[str, Reg
     outside = cv2.compare(zone, 0, cv2.CMP_EQ)
     zone = cv2.distanceTransform(outside, cv2.DIST_L2, cv2.DIST_MASK_5) <= FIT_MARGIN_MM * k
     fit_skin = skin & zone if np.count_nonzero(skin & zone) >= 1000 else skin
-    linear, correction = normalize_colour(frame.rgb, fit_skin, reference_mask=sclera_mask(frame, skin))
+    linear, correction = normalize_colour(frame.rgb, fit_skin, reference_mask=sclera_mask(frame, skin),
+                                          card_gains=card_gains)
     normalised8 = linear_to_srgb8(linear)
 
     # A spot must span a few of the photo's own pixels, not just of the upsampled frame.

@@ -13,12 +13,9 @@ gradient across the face divided out and the white balance corrected, plus a
 :class:`ColourCorrection` record of what was done, so a result can always say how its colours were
 obtained.
 
-Colour cards: ``colour-checker-detection`` 0.2.3 was evaluated and left out. It requires
-``opencv-python<5`` (the GUI build) next to the project's ``opencv-python-headless`` 5, two
-distributions that both write the ``cv2`` package, plus ``colour-science`` and ``OpenImageIO``
-(about 300 MB together); its segmentation detector took 1.7-1.8 s on a 1500x1900 crop at its
-default working size (0.4 s only at half that size), and a card held beside the face mostly falls
-outside the canonical face crop this function receives. See README.md, section "Colour and pigmentation".
+Colour cards: a ColorChecker in the photo is found and read by :mod:`pipelines.colour_card`
+(on the full photo, before the face crop this function receives); its gains arrive here as
+``card_gains`` and win over the eye whites. See README.md, section "Colour and pigmentation".
 """
 from __future__ import annotations
 
@@ -34,6 +31,7 @@ LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
 
 #: Reference names recorded in :attr:`ColourCorrection.reference`.
 REFERENCE_SCLERA = "sclera"
+REFERENCE_CARD = "colour_card"
 REFERENCE_GREY_WORLD = "grey_world_non_skin"
 REFERENCE_NONE = "none"
 
@@ -148,7 +146,8 @@ def delta_e_2000(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
 class ColourCorrection:
     """What :func:`normalize_colour` did to the image (all gains apply to linear RGB).
 
-    ``reference``: "sclera" (the caller's eye-white mask was neutralised), "grey_world_non_skin"
+    ``reference``: "colour_card" (a ColorChecker in the photo, pipelines/colour_card.py, gave white
+    balance and exposure), "sclera" (the caller's eye-white mask was neutralised), "grey_world_non_skin"
     (mean of near-neutral non-skin pixels was neutralised) or "none" (no usable reference: gains 1).
     ``gains``: white-balance gains (R, G, B) applied, after bounding; they leave the luminance of
     the reference colour unchanged. ``raw_gains``: the gains before bounding.
@@ -318,6 +317,7 @@ def normalize_colour(
     skin_mask: np.ndarray,
     *,
     reference_mask: np.ndarray | None = None,
+    card_gains: np.ndarray | None = None,
     correct_gradient: bool = True,
     reference_y: float | None = 0.50,
     reference_white: tuple[float, float, float] = (1.0, 1.0, 1.0),
@@ -339,6 +339,10 @@ def normalize_colour(
         Otherwise near-neutral non-skin pixels are used (grey world over
         non-skin: chromaticity within ``neutral_tolerance`` of grey, refined twice at tighter
         tolerance, so a saturated background is ignored rather than neutralised); otherwise none.
+    card_gains : (3,) linear RGB gains read off a colour card in the photo
+        (:func:`pipelines.colour_card.find_colour_card`), or None. They win over the eye whites:
+        split into white-balance gains that keep a neutral's luminance and an exposure gain, each
+        bounded like the others.
     correct_gradient : fit a 2-D quadratic to the skin's log-luminance (on a grid of at most 96
         cells a side, robust to spots and shadows) and divide it out, keeping the skin's mean
         log-luminance, so a lighting ramp across the face does not read as pigmentation.
@@ -399,30 +403,40 @@ def normalize_colour(
     n_ref = 0
     target = np.asarray(reference_white, np.float64)
     target = target / float(target @ LUMA.astype(np.float64))
-    if ref is not None:
-        picked = select_eye_white(lin, ref, skin, valid, corr_full)
-        if picked is not None:
-            ref_colour, n_ref = picked
-            reference = REFERENCE_SCLERA
-    if ref_colour is None:
-        ref_colour, n_ref = _grey_world_non_skin(lin, corr_grid, skin if ref is None else (skin | ref), valid,
-                                                 neutral_tolerance)
-        if ref_colour is not None:
-            reference = REFERENCE_GREY_WORLD
-
     raw_gains = np.ones(3)
     gains = np.ones(3)
     exposure = 1.0
-    if ref_colour is not None and np.all(ref_colour > 1e-6):
-        y_ref = float(ref_colour @ LUMA.astype(np.float64))
-        raw_gains = y_ref * target / ref_colour
+    if card_gains is not None:
+        card = np.asarray(card_gains, np.float64)
+        card_exposure = float(card @ LUMA.astype(np.float64))   # the gain of a neutral's luminance
+        raw_gains = card / card_exposure
         gains, hit = _bounded(raw_gains, *gain_bounds, ["gain_r", "gain_g", "gain_b"])
         clipped += hit
-        if reference == REFERENCE_SCLERA and reference_y is not None:
-            y_bal = float((ref_colour * gains) @ LUMA.astype(np.float64))
-            e, hit = _bounded(np.array([reference_y / y_bal]), *exposure_bounds, ["exposure"])
-            exposure = float(e[0])
+        e, hit = _bounded(np.array([card_exposure]), *exposure_bounds, ["exposure"])
+        exposure = float(e[0])
+        clipped += hit
+        reference = REFERENCE_CARD
+    else:
+        if ref is not None:
+            picked = select_eye_white(lin, ref, skin, valid, corr_full)
+            if picked is not None:
+                ref_colour, n_ref = picked
+                reference = REFERENCE_SCLERA
+        if ref_colour is None:
+            ref_colour, n_ref = _grey_world_non_skin(lin, corr_grid, skin if ref is None else (skin | ref), valid,
+                                                     neutral_tolerance)
+            if ref_colour is not None:
+                reference = REFERENCE_GREY_WORLD
+        if ref_colour is not None and np.all(ref_colour > 1e-6):
+            y_ref = float(ref_colour @ LUMA.astype(np.float64))
+            raw_gains = y_ref * target / ref_colour
+            gains, hit = _bounded(raw_gains, *gain_bounds, ["gain_r", "gain_g", "gain_b"])
             clipped += hit
+            if reference == REFERENCE_SCLERA and reference_y is not None:
+                y_bal = float((ref_colour * gains) @ LUMA.astype(np.float64))
+                e, hit = _bounded(np.array([reference_y / y_bal]), *exposure_bounds, ["exposure"])
+                exposure = float(e[0])
+                clipped += hit
     total = (gains * exposure).astype(np.float32)
 
     # ---- apply both in one pass
