@@ -79,6 +79,7 @@ class Observation:
     metrics: Mapping[str, float | None] = field(default_factory=dict)
     pipeline_version: str | None = None
     analysis_id: int | None = None
+    colour_reference: str | None = None   # what set white balance: colour_card, sclera, ...
 
     @classmethod
     def from_document(cls, date: dt.date, document: Mapping[str, Any], *, visit_id: int | None = None,
@@ -97,7 +98,8 @@ class Observation:
         return cls(date=date, visit_id=visit_id, analysis_id=analysis_id,
                    scores={k: _finite(v) for k, v in scores.items()} if isinstance(scores, Mapping) else {},
                    region_scores=region_scores, metrics=metrics,
-                   pipeline_version=document.get("pipeline_version"))
+                   pipeline_version=document.get("pipeline_version"),
+                   colour_reference=(document.get("colour_correction") or {}).get("reference"))
 
 
 def flatten_metrics(metrics: Any) -> dict[str, float | None]:
@@ -448,6 +450,11 @@ def compute_progress(observations: Sequence[Observation], noise: Repeatability, 
     if len(versions) > 1:
         notes.append(f"visits were analysed by different pipeline versions ({', '.join(versions)}): "
                      "scores may not be comparable; re-score the archive")
+    references = {o.colour_reference for o in obs if o.colour_reference}
+    if "colour_card" in references and len(references) > 1:
+        notes.append("some visits took white balance and exposure from a colour card, others did not: "
+                     "pigmentation and colour values are not comparable across them; photograph every "
+                     "visit the same way")
     if noise.provisional:
         notes.append("measurement noise is provisional (not yet measured by the repeatability harness)")
     elif versions and noise.pipeline_version and noise.pipeline_version not in versions:

@@ -201,6 +201,18 @@ def test_notes_for_mixed_versions_and_provisional_noise():
     assert p.noise_provisional
 
 
+def test_note_when_only_some_visits_had_a_colour_card():
+    def doc(reference):
+        return {"pipeline_version": "0.4.0", "scores": {"pigmentation": 30.0},
+                "colour_correction": {"reference": reference}}
+    mixed = [Observation.from_document(D[i], doc(ref)) for i, ref in enumerate(["sclera", "colour_card", "sclera"])]
+    assert any("colour card" in n for n in compute_progress(mixed, noise()).notes)
+    same = [Observation.from_document(D[i], doc("colour_card")) for i in range(3)]
+    assert not any("colour card" in n for n in compute_progress(same, noise()).notes)
+    eyes_or_background = [Observation.from_document(D[i], doc(ref)) for i, ref in enumerate(["sclera", "grey_world_non_skin"])]
+    assert not any("colour card" in n for n in compute_progress(eyes_or_background, noise()).notes)
+
+
 def test_summary_of_a_single_visit_and_given_concerns():
     p = compute_progress(_falling()[:1], noise(), concerns=[Concern("pigmentation", "cheek_left", "Pigment spots")])
     s = {x.key: x for x in p.summaries}
