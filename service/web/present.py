@@ -93,6 +93,23 @@ def quality_verdict(quality: Mapping[str, Any] | None) -> dict:
     return {"status": status, "headline": headline, "items": items}
 
 
+# colour_correction.reference -> what set the photo's colours, in plain words
+COLOUR_REFERENCES = {
+    "colour_card": "White balance and exposure set by the colour card in the photo",
+    "sclera": "White balance and exposure set by the eye whites",
+    "grey_world_non_skin": "White balance set by the neutral background; exposure as photographed",
+    "none": "No colour reference found: colours as the camera recorded them",
+}
+
+
+def colour_reference(document: Mapping[str, Any]) -> str | None:
+    """What set the analysis' white balance, for the results page (None for documents without)."""
+    reference = (document.get("colour_correction") or {}).get("reference")
+    if not reference:
+        return None
+    return COLOUR_REFERENCES.get(reference, "Colour reference: " + str(reference).replace("_", " "))
+
+
 @functools.lru_cache(maxsize=1)
 def _knowledge():
     from pipelines.knowledge.loader import load_knowledge

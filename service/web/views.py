@@ -336,6 +336,7 @@ def analysis(analysis_id: int):
     doc = a.document or {}
     return render_template("web/analysis.html", analysis=a, patient=p, visit=visit, doc=doc,
                            verdict=present.quality_verdict(doc.get("quality")),
+                           colour_note=present.colour_reference(doc),
                            rows=present.score_rows(doc), families=present.FAMILIES,
                            family_labels=present.FAMILY_LABELS, layers=present.LAYERS,
                            regions=present.region_names(doc), view_boxes=present.view_boxes(doc))

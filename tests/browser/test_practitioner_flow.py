@@ -110,6 +110,7 @@ def test_practitioner_flow(page: Page, live):
     verdict = page.locator("#quality-verdict")
     expect(verdict).to_contain_text("Usable, with warnings: low resolution")
     expect(verdict).to_contain_text("Move closer")
+    expect(page.locator("#colour-reference")).to_have_text("White balance and exposure set by the eye whites")
     face_bars = page.locator(".face-bar")
     expect(face_bars).to_have_count(4)
     for label in ("Pigmentation", "Texture", "Wrinkles", "Overall"):
