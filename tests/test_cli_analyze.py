@@ -60,3 +60,16 @@ def test_overlay_draws_on_the_photo(photos, tmp_path, render_bytes):
     photo = np.asarray(Image.open(good).convert("RGB").resize(overlay.shape[1::-1])).astype(int)
     changed = (np.abs(overlay - photo).sum(axis=2) > 60).mean()
     assert 0.001 < changed < 0.2     # outlines and landmarks drawn, the photo still shows
+
+
+def test_the_summary_says_what_set_the_colours():
+    from service.commands.analyze import _summary
+
+    doc = {"quality": {"status": "ok", "issues": []},
+           "face": {"confidence": 0.99, "px_per_mm": 8.0, "roll_deg": 1.0, "yaw_deg": -2.0},
+           "colour_correction": {"reference": "colour_card", "gains": [1.1, 1.0, 0.9], "exposure_gain": 1.25,
+                                 "card": {"median_de": 0.34}},
+           "scores": {"pigmentation": 20.0}, "regions": {}}
+    assert "colour: reference colour_card (card median dE 0.3), gains 1.10 1.00 0.90, exposure 1.25" in _summary(doc)
+    doc["colour_correction"] = {"reference": "sclera", "gains": [0.92, 1.02, 1.1], "exposure_gain": 0.99}
+    assert "colour: reference sclera, gains 0.92 1.02 1.10, exposure 0.99" in _summary(doc)

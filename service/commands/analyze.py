@@ -30,6 +30,11 @@ def _summary(doc: dict) -> str:
     f = doc["face"]
     lines.append(f"face: confidence {f['confidence']:.3f}, {f['px_per_mm']:.1f} px/mm, roll {f['roll_deg']:+.1f} deg, "
                  f"yaw {f['yaw_deg']:+.1f} deg")
+    cc = doc.get("colour_correction") or {}
+    if cc:
+        card = cc.get("card")
+        lines.append(f"colour: reference {cc['reference']}" + (f" (card median dE {card['median_de']:.1f})" if card else "")
+                     + ", gains " + " ".join(f"{g:.2f}" for g in cc["gains"]) + f", exposure {cc['exposure_gain']:.2f}")
     scores = doc.get("scores") or {}
     if scores:
         lines.append("scores (0 none - 100 severe): " + ", ".join(f"{k} {v:.0f}" for k, v in scores.items() if v is not None))
