@@ -16,9 +16,9 @@ GIL and allocator and ran at 1.75x the single rate on two cores, against 1.93x f
 with nothing running says so by an exclusive ``flock`` on ``DIR/want-PID``; a process that
 already runs an analysis leaves free slots to such processes, and takes one only when nobody
 else wants it (so no core idles either). A process with uploads waiting says so *before* it
-releases its last slot: announced only after, by its next poll, a busy process polling a moment
-earlier took the slot in about half of the hand-overs (38-46 % of the analyses of bench/load.py
-started beside another in the same process).
+releases its last slot. Announced only after, at its next poll, the slot often went to a busy
+process that polled a moment earlier: 38-46 % of the analyses of bench/load.py started beside
+another in the same process, 10-17 % since.
 """
 from __future__ import annotations
 
