@@ -4,8 +4,8 @@ The card is the 24-patch ColorChecker Classic, found by OpenCV's ``mcc`` detecto
 ``opencv-python-headless`` 5 wheel the project already uses). The photo is searched at most
 ``CardSearch.max_side`` px on its long side with lighter detector settings than OpenCV's defaults
 (no upsampling to 1000 px, 4 threshold passes instead of 9): 15-20 ms on one core instead of
-60-90 ms. Cards whose patches measure about 18 px or more at that size are found (a card at
-least a quarter of the frame wide); pocket-size cards, further away, are not.
+60-90 ms. Cards whose patches measure about 20 px or more at that size are found (a card about
+a quarter of the frame wide or more); pocket-size cards are not (bench/colour_card.py).
 
 A detection is trusted only when the card reads like the card: per-channel gains fitted on its
 unclipped neutral patches must bring the median of all 24 patches within
