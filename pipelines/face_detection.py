@@ -271,17 +271,21 @@ class FaceDetector:
         except Exception as exc:  # onnxruntime raises its own types for a bad graph
             raise ModelUnavailable(f"onnxruntime cannot load the face model: {exc}") from exc
 
-    def detect(self, rgb: np.ndarray, *, max_side: int = 640) -> list[FaceDetection]:
+    def detect(self, rgb: np.ndarray, *, max_side: int = 640, min_face_px: float | None = None) -> list[FaceDetection]:
         """Faces in an RGB uint8 image (H, W, 3) of any size, best confidence first.
 
-        ``max_side`` (px, >= 48) bounds the working image's long side. Boxes and landmarks are in
-        the input image's pixels (see the module docstring for conventions).
+        ``max_side`` (px, >= 48) bounds the working image's long side. ``min_face_px``: smallest
+        face side to search for, in INPUT px: the pyramid's largest levels, which cost most, are
+        skipped when small faces would be of no use (faces down to about half the limit may
+        still be found). Boxes and landmarks are in the input image's pixels (see the module
+        docstring for conventions).
         """
         rgb = _check_rgb(rgb)
         if max_side < 48:
             raise ValueError(f"max_side must be >= 48, got {max_side}")
         img, sx, sy = working_image(rgb, max_side)
-        boxes = self._stage_p(img)
+        smallest = None if min_face_px is None else min_face_px * min(sx, sy)
+        boxes = self._stage_p(img, smallest)
         if len(boxes):
             boxes = self._stage_r(img, boxes)
         if not len(boxes):
@@ -304,10 +308,19 @@ class FaceDetector:
 
     # The three stages, on the working image; boxes are (N, 4) x1, y1, x2, y2 pixel edges.
 
-    def _stage_p(self, img: np.ndarray) -> np.ndarray:
+    def _stage_p(self, img: np.ndarray, smallest: float | None = None) -> np.ndarray:
+        """Candidate boxes from P-Net over the pyramid. ``smallest`` (working px): the levels
+        that only see smaller faces are skipped; the others are the detector's usual levels,
+        so a face is found exactly as without the limit."""
         h, w = img.shape[:2]
         all_boxes, all_scores, all_reg = [], [], []
-        for scale in pyramid_scales(h, w, self.min_face_px, self.scale_factor):
+        scales = pyramid_scales(h, w, self.min_face_px, self.scale_factor)
+        if smallest is not None:
+            # level s sees faces from 12 / s px up: keep the coarsest level that still sees
+            # ``smallest`` and every level coarser than it
+            finest = min([s for s in scales if _PNET_CELL / s <= smallest] or scales[:1])
+            scales = [s for s in scales if s <= finest]
+        for scale in scales:
             hs, ws = max(_PNET_CELL, round(h * scale)), max(_PNET_CELL, round(w * scale))
             level = cv2.resize(img, (ws, hs), interpolation=cv2.INTER_AREA)
             reg, prob = self._pnet.run(None, {"input": to_network_input(level)})

@@ -220,15 +220,18 @@ def test_landmarks_on_annotated_dev_photos(analyzer, dev_photos):
     assert errors.max() < 0.10
 
 
-def test_a_face_just_under_the_resolution_gate_is_found_and_called_too_small():
-    """The detector skips faces too small to pass the gate, but not those just under it: a
-    photo at 0.85x the gate's resolution is rejected as face_too_small, not no_face."""
+@pytest.mark.parametrize("of_gate", [0.85, 0.25])
+def test_a_face_under_the_resolution_gate_is_found_and_called_too_small(of_gate):
+    """The detector first skips faces too small to pass the gate, but not those just under it
+    (0.85x the gate's resolution); a face far under it (0.25x: 0.6 px/mm) is found by the full
+    search that follows when the first finds nothing. Both are rejected as face_too_small, not
+    no_face."""
     analyzer = Analyzer()
     sample = ROOT / "sample_images" / "astronaut_render.jpg"
     first = analyzer.analyze(sample.read_bytes())
     native = first.frame.native_px_per_mm
     gate = analyzer.config.quality.min_px_per_mm_reject
-    f = 0.85 * gate / native
+    f = of_gate * gate / native
     small = cv2.resize(first.decoded.rgb, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
     buf = io.BytesIO()
     Image.fromarray(small).save(buf, "PNG")

@@ -89,6 +89,25 @@ def test_astronaut_one_face(detector):
     assert_frontal_layout(face)
 
 
+def test_a_smallest_face_limit_skips_only_smaller_faces(detector):
+    """With ``min_face_px`` the pyramid's finer levels are skipped: a face well under the limit
+    (22 px against 60) is not found, and a face over it is found as without the limit."""
+    img = skdata.astronaut()
+    canvas = np.full((1024, 1024, 3), 128, np.uint8)
+    canvas[:512, :512] = img
+    canvas[700:700 + 128, 700:700 + 128] = cv2.resize(img, (128, 128), interpolation=cv2.INTER_AREA)
+    every = [f for f in detector.detect(canvas, max_side=1024) if f.confidence > CONFIDENT]
+    assert len(every) == 2
+    small = next(f for f in every if f.box[0] > 600)
+    big = next(f for f in every if f.box[0] < 512)
+    assert small.box[2] < 30 and big.box[2] > 80
+    limited = [f for f in detector.detect(canvas, max_side=1024, min_face_px=60) if f.confidence > CONFIDENT]
+    assert len(limited) == 1
+    assert limited[0].box == pytest.approx(big.box, abs=1.0)
+    for name in LANDMARK_NAMES:
+        assert limited[0].landmarks[name] == pytest.approx(big.landmarks[name], abs=1.0)
+
+
 def test_mirrored_photo_swaps_names_not_positions(detector):
     """The names follow image position (the detector cannot know a photo is mirrored): on a
     flipped photo, the point called left_eye is the mirror of the original right_eye."""
