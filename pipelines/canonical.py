@@ -120,8 +120,14 @@ def build_frame(
         m[:, :2] /= f
     w, h = spec.size_px
     rgb = cv2.warpAffine(work, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    ones = np.full(work.shape[:2], 255, np.uint8)
-    valid = cv2.warpAffine(ones, m, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT) > 0
+    # the frame pixels that sample the photo: its outline mapped into the frame and filled
+    # (4 fractional bits; to within a pixel at the photo's edge), cheaper than warping a
+    # photo-sized mask
+    hh, ww = work.shape[:2]
+    outline = np.array([[-0.5, -0.5], [ww - 0.5, -0.5], [ww - 0.5, hh - 0.5], [-0.5, hh - 0.5]]) @ m[:, :2].T + m[:, 2]
+    valid = np.zeros((h, w), np.uint8)
+    cv2.fillConvexPoly(valid, np.round(outline * 16).astype(np.int32), 1, cv2.LINE_8, 4)
+    valid = valid.view(bool)
     to_source = cv2.invertAffineTransform(to_canon)
     pts = np.array([landmarks[k] for k in LANDMARK_NAMES], np.float64)
     canon_pts = pts @ to_canon[:, :2].T + to_canon[:, 2]

@@ -38,6 +38,30 @@ def test_frame_maps_back_to_the_photo():
     assert np.abs(near - frame.rgb[cy, cx].astype(int)).sum(axis=1).min() < 200
 
 
+@pytest.mark.parametrize("k", [0.5, 3.0, 8.0])
+def test_valid_marks_the_frame_pixels_that_sample_the_photo(k):
+    """``valid`` is the photo's outline filled in the frame: a frame pixel is valid when it maps
+    back inside the photo, to within a pixel at the outline. The face (rolled) sits near the
+    photo's corner, so the outline crosses the frame; k scales it (IPD 100 px: the frame
+    upsamples; 1600 px: the photo is pre-shrunk before the warp)."""
+    img = np.zeros((500, 400, 3), np.uint8)
+    mid = (np.array(LANDMARKS["left_eye"]) + LANDMARKS["right_eye"]) / 2
+    landmarks = {n: tuple((np.array(p) - mid) * k + (80.0, 60.0)) for n, p in LANDMARKS.items()}
+    frame = build_frame(img, landmarks)
+    h, w = frame.valid.shape
+    ys, xs = np.mgrid[0:h:7, 0:w:7]
+    src = frame.map_to_source(np.stack([xs.ravel(), ys.ravel()], axis=1))
+    step = float(np.hypot(*frame.to_source[:, 0]))   # source px per frame px
+
+    def within(pad):
+        return (src[:, 0] >= -0.5 - pad) & (src[:, 0] < 399.5 + pad) & (src[:, 1] >= -0.5 - pad) & (src[:, 1] < 499.5 + pad)
+    inside = within(0.0)
+    got = frame.valid[ys.ravel(), xs.ravel()]
+    assert 0 < inside.sum() < inside.size            # the outline crosses the frame
+    assert np.all(got[within(-1.5 * step)]) and not np.any(got[~within(1.5 * step)])
+    assert np.mean(got == inside) > 0.99
+
+
 def test_reduced_decode_gives_the_same_frame_geometry():
     img = np.zeros((1000, 1200, 3), np.uint8)
     img[380:440, 480:520] = 255   # a bright patch on the right-hand (image-left) eye
@@ -69,3 +93,23 @@ def test_regions_are_disjoint_and_sized():
     hidden = build_regions(frame, skin)
     assert hidden["cheek_right"].skin_fraction < 0.05 and not hidden["cheek_right"].measurable
     assert hidden["cheek_left"].skin_fraction > 0.95
+
+
+def test_fit_zone_grows_the_regions_by_the_margin():
+    """The lighting-fit zone (grown on a 4x coarser grid) holds everything within the margin of
+    a region, to within half a millimetre, and nothing further."""
+    import cv2
+
+    from pipelines.measure import FIT_MARGIN_MM, fit_zone
+
+    frame = build_frame(np.full((1000, 1200, 3), 180, np.uint8), LANDMARKS)
+    regions = build_regions(frame, np.ones(frame.rgb.shape[:2], bool))
+    k = frame.px_per_mm
+    polygons = np.zeros(frame.rgb.shape[:2], np.uint8)
+    for r in regions.values():
+        cv2.fillPoly(polygons, [np.round(r.polygon).astype(np.int32)], 1)
+    distance_mm = cv2.distanceTransform((polygons == 0).view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE) / k
+    zone = fit_zone(regions, polygons.shape, k)
+    assert zone.shape == polygons.shape and zone.dtype == bool
+    assert np.all(zone[distance_mm <= FIT_MARGIN_MM - 0.5])
+    assert not np.any(zone[distance_mm > FIT_MARGIN_MM + 0.5])

@@ -71,6 +71,21 @@ def test_srgb_transfer_roundtrip():
     assert np.allclose(linear_to_srgb(exact), x8 / 255.0, atol=1e-5)
 
 
+def test_linear_to_srgb8_of_an_image_rounds_the_exact_curve():
+    """The image path (OpenCV's rounding to 16 bits, then the table) against the exact curve:
+    within one level everywhere, out-of-gamut values clipped, and exact but for rare ties."""
+    rng = np.random.default_rng(3)
+    lin = rng.uniform(-0.1, 1.3, (300, 200, 3)).astype(np.float32)
+    lin[:5] = rng.uniform(0.0, 0.004, (5, 200, 3))   # the steep, linear part of the curve
+    got = linear_to_srgb8(lin)
+    exact = np.clip(np.rint(linear_to_srgb(lin) * 255.0), 0, 255)
+    assert got.dtype == np.uint8 and got.shape == lin.shape
+    assert np.abs(got.astype(int) - exact).max() <= 1
+    assert np.mean(got == exact) > 0.999
+    other = linear_to_srgb8(lin.reshape(-1, 3)).reshape(lin.shape)   # the numpy path, for (N, 3)
+    assert np.abs(other.astype(int) - got).max() <= 1 and np.mean(other == got) > 0.999
+
+
 def test_linear_to_lab_matches_skimage_both_paths():
     rng = np.random.default_rng(0)
     lin = rng.uniform(0.0, 1.0, (64, 64, 3)).astype(np.float32)

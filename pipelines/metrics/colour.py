@@ -75,8 +75,13 @@ _LINEAR16_TO_SRGB8 = np.clip(np.rint(linear_to_srgb(np.arange(_LUT_STEPS + 1, dt
 
 def linear_to_srgb8(linear: np.ndarray) -> np.ndarray:
     """Linear RGB (float) -> sRGB uint8, rounded and clipped to the gamut."""
-    x = np.asarray(linear, np.float32) * np.float32(_LUT_STEPS) + np.float32(0.5)
-    idx = np.clip(x, 0, _LUT_STEPS, out=x).astype(np.uint16)
+    x = np.asarray(linear, np.float32)
+    if x.ndim == 3 and x.shape[2] == 3 and x.size:
+        # OpenCV scales, rounds and saturates to uint16 in one pass, 4x faster than numpy's
+        # multiply, clip and cast
+        idx = cv2.multiply(x, (float(_LUT_STEPS),) * 4, dtype=cv2.CV_16U)
+    else:
+        idx = np.clip(x * np.float32(_LUT_STEPS) + np.float32(0.5), 0, _LUT_STEPS).astype(np.uint16)
     return _LINEAR16_TO_SRGB8[idx]
 
 
@@ -201,6 +206,13 @@ def _check_mask(mask: np.ndarray | None, shape: tuple[int, int], name: str) -> n
 
 
 def _grid_shape(h: int, w: int, max_side: int) -> tuple[int, int]:
+    """(rows, cols) of a grid of at most ``max_side`` cells a side over an (h, w) image. When a
+    whole number of pixels per cell divides both sides, that grid: OpenCV's INTER_AREA is about
+    10x faster for a whole-number factor (the 1400 x 1800 canonical frame bins by 20 into 70 x 90
+    cells for the lighting fit)."""
+    k = -(-max(h, w) // max_side)
+    if k > 1 and h % k == 0 and w % k == 0:
+        return h // k, w // k
     s = min(1.0, max_side / max(h, w))
     return max(1, round(h * s)), max(1, round(w * s))
 
@@ -279,9 +291,12 @@ def select_eye_white(
     pixels in the band are skipped. ``lin`` float32 (H, W, 3) linear RGB; masks bool (H, W); ``corr_full`` an
     optional (H, W) illumination correction multiplied in first.
     """
-    ys, xs = np.nonzero(zone)
+    bx, by, bw, bh = cv2.boundingRect(zone.view(np.uint8))   # the zone is two small eye openings
+    ys, xs = np.nonzero(zone[by:by + bh, bx:bx + bw])
     if ys.size < MIN_EYE_WHITE_PX:
         return None
+    ys += by
+    xs += bx
     pix = lin[ys, xs].astype(np.float64) + 1e-5
     if corr_full is not None:
         pix *= corr_full[ys, xs][:, None]
@@ -440,8 +455,11 @@ def normalize_colour(
     total = (gains * exposure).astype(np.float32)
 
     # ---- apply both in one pass
-    if corr_full is not None:
-        lin = cv2.multiply(lin, cv2.merge([corr_full * t for t in total]))
+    if corr_grid is not None:
+        # the correction is smooth: scaled per channel on its grid and resized once, then
+        # multiplied in place (no full-frame temporaries)
+        corr3 = cv2.resize(cv2.merge([corr_grid * t for t in total]), (w, h), interpolation=cv2.INTER_LINEAR)
+        lin = cv2.multiply(lin, corr3, dst=lin)
     elif not np.allclose(total, 1.0):
         lin *= total
     lin = np.ascontiguousarray(lin, np.float32)
