@@ -100,8 +100,10 @@ def skin_mask(frame: CanonicalFrame, *, max_distance: float = 3.5) -> tuple[np.n
     if seeds.sum() < 20:
         return np.zeros((h, w), bool), fit_skin_model(lab, np.ones(small.shape[:2], bool))
     model = fit_skin_model(lab, seeds)
-    d_ab = lab[..., 1:] - model.lab_median[1:]
-    maha = np.sqrt(np.einsum("...i,ij,...j->...", d_ab, model.chroma_cov_inv, d_ab))
+    # Mahalanobis distance written out for the 2 x 2 case (einsum was 4x slower)
+    da, db = lab[..., 1] - model.lab_median[1], lab[..., 2] - model.lab_median[2]
+    (caa, cab), (_, cbb) = model.chroma_cov_inv.astype(np.float32)
+    maha = np.sqrt(np.maximum(caa * da * da + 2.0 * cab * da * db + cbb * db * db, 0.0))
     dl = lab[..., 0] - model.lab_median[0]
     colour_ok = (maha < max_distance) & (dl > -22.0 - 4 * model.l_spread) & (dl < 18.0 + 4 * model.l_spread)
     # Fill enclosed holes up to the largest spot we measure: a mole or a dark spot is skin.
