@@ -342,9 +342,10 @@ def measure_wrinkles(
     # -- hysteresis, trimming, skeleton, elongation ---------------------------------------------
     lines, skel, wlen, labels, seg_w = _segments(resp_g, ppm_g, p)
     keep_lab = seg_w > 0
-    pix_w = seg_w.astype(np.float32)[labels]   # each line pixel weighs as its segment
+    pix_w = np.zeros((hg, wg), np.float32)  # each line pixel weighs as its segment (read on lines only)
+    pix_w[lines] = seg_w.astype(np.float32)[labels[lines]]
     n_lab = len(keep_lab)
-    sy, sx = np.nonzero(skel)
+    sy, sx = np.divmod(np.flatnonzero(skel), wg)  # as np.nonzero, without its 2-D overhead
     depth_px = np.zeros((hg, wg), np.float32)
     segments = no_segments
     if len(sx):
@@ -405,7 +406,7 @@ def measure_wrinkles(
 
     regions = {name: stats_for(m, region_g[name], boxes[name], name, i) for i, (name, m) in enumerate(region_list)}
     face = stats_for(face_mask, face_g, face_box, "face", None)
-    return WrinkleResult(face, regions, warnings, segments, ppm, p, (h, w), skin, resp_g, lines & keep_lab[labels],
+    return WrinkleResult(face, regions, warnings, segments, ppm, p, (h, w), skin, resp_g, lines,
                          (y0, y1, x0, x1), fg)
 
 
@@ -422,30 +423,31 @@ def _segments(resp: np.ndarray, ppm_g: float, p: WrinkleParams):
     skel = np.zeros((hg, wg), bool)
     wlen = np.zeros((hg, wg), np.float32)
     low = cv2.compare(resp, p.low_threshold, cv2.CMP_GE)
-    n_lab, labels, stats, _ = cv2.connectedComponentsWithStats(low, connectivity=8, ltype=cv2.CV_32S)
+    # Grana's algorithm: the same labels and stats as the default one, 3x faster with stats here
+    n_lab, labels, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(low, 8, cv2.CV_32S, cv2.CCL_GRANA)
     sf = p.soft_fraction
     keep = np.zeros(n_lab, bool)
     weight = np.zeros(n_lab)
     if n_lab <= 1:
         return lines, skel, wlen, labels, weight
-    on = low.view(bool)
+    # peak response per component: only pixels >= high_threshold can make a component pass
+    hi = cv2.compare(resp, p.high_threshold, cv2.CMP_GE).view(bool)
     peak = np.zeros(n_lab)
-    np.maximum.at(peak, labels[on], resp[on])
+    np.maximum.at(peak, labels[hi], resp[hi])
     keep = peak >= p.high_threshold
     keep[0] = False
     diag = np.hypot(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT])
     keep &= diag >= 0.7 * p.min_length_mm * ppm_g
     if not keep.any():
         return lines, skel, wlen, labels, weight
-    # work inside the box of the surviving components
-    lx, ty = stats[keep, cv2.CC_STAT_LEFT], stats[keep, cv2.CC_STAT_TOP]
-    bx0, by0 = int(lx.min()), int(ty.min())
-    bx1 = int((lx + stats[keep, cv2.CC_STAT_WIDTH]).max())
-    by1 = int((ty + stats[keep, cv2.CC_STAT_HEIGHT]).max())
-    lab = labels[by0:by1, bx0:bx1]
-    rsp = resp[by0:by1, bx0:bx1]
-    cand = keep[lab]
-    sk = skeletonize(cand)
+    # The surviving components are thin lines spread over the face: their union box is most of
+    # the grid but their own boxes are ~5x smaller in all. Every step below is local (3 x 3) or
+    # per component, and distinct components are not 8-adjacent, so the steps run on a mosaic of
+    # the components' boxes (1 px apart) with the same result as on the grid.
+    ids = np.nonzero(keep)[0]
+    lab, rsp, place = _pack(labels, resp, stats, ids)
+    cand = lab > 0
+    sk = _skeletonize_boxes(cand, place)
     # A line ends (and is as wide as) where its response falls under half its own typical
     # response (its mean on the skeleton): the FWHM rule, along and across the line.
     sl = lab[sk]
@@ -467,10 +469,53 @@ def _segments(resp: np.ndarray, ppm_g: float, p: WrinkleParams):
     cand &= keep[lab]
     sk &= cand
     wl[~sk] = 0.0
-    lines[by0:by1, bx0:bx1] = cand
-    skel[by0:by1, bx0:bx1] = sk
-    wlen[by0:by1, bx0:bx1] = wl
+    for i, (my, mx, gy, gx, bh, bw) in zip(ids, place):  # back to the grid, each component's pixels
+        if not keep[i]:
+            continue
+        own = lab[my:my + bh, mx:mx + bw] == i
+        lines[gy:gy + bh, gx:gx + bw] |= cand[my:my + bh, mx:mx + bw] & own
+        skel[gy:gy + bh, gx:gx + bw] |= sk[my:my + bh, mx:mx + bw] & own
+        wlen[gy:gy + bh, gx:gx + bw] += wl[my:my + bh, mx:mx + bw] * own
     return lines, skel, wlen, labels, weight
+
+
+def _pack(labels: np.ndarray, resp: np.ndarray, stats: np.ndarray, ids: np.ndarray):
+    """Copy components ``ids`` of ``labels`` (their pixels only, with their labels and
+    responses) into a mosaic of their bounding boxes, placed on shelves 1 px apart.
+
+    Returns (mosaic labels int32, mosaic responses float32, placements: per component
+    (mosaic y, x, grid y, x, height, width))."""
+    bx = stats[ids, cv2.CC_STAT_LEFT]
+    by = stats[ids, cv2.CC_STAT_TOP]
+    bw = stats[ids, cv2.CC_STAT_WIDTH]
+    bh = stats[ids, cv2.CC_STAT_HEIGHT]
+    width = max(labels.shape[1], int(bw.max())) + 2
+    place = [None] * len(ids)
+    x = y = shelf = 0
+    for k in np.argsort(-bh, kind="stable"):  # tallest first: shelves waste little height
+        w_, h_ = int(bw[k]), int(bh[k])
+        if x + w_ + 2 > width:
+            y += shelf + 1
+            x = shelf = 0
+        place[k] = (y + 1, x + 1, int(by[k]), int(bx[k]), h_, w_)
+        x += w_ + 1
+        shelf = max(shelf, h_)
+    lab = np.zeros((y + shelf + 2, width), np.int32)
+    rsp = np.zeros(lab.shape, np.float32)
+    for i, (my, mx, gy, gx, h_, w_) in zip(ids, place):
+        own = labels[gy:gy + h_, gx:gx + w_] == i
+        lab[my:my + h_, mx:mx + w_][own] = i
+        rsp[my:my + h_, mx:mx + w_][own] = resp[gy:gy + h_, gx:gx + w_][own]
+    return lab, rsp, place
+
+
+def _skeletonize_boxes(mask: np.ndarray, place) -> np.ndarray:
+    """Zhang-Suen skeleton of the components of a mosaic (:func:`_pack`), each thinned in its own
+    box: thinning is local, so this equals thinning the whole mosaic, minus the gaps' cost."""
+    out = np.zeros(mask.shape, bool)
+    for my, mx, _, _, h_, w_ in place:
+        out[my:my + h_, mx:mx + w_] = skeletonize(mask[my:my + h_, mx:mx + w_])
+    return out
 
 
 def _ramp(x: np.ndarray, threshold: float, soft: float) -> np.ndarray:
