@@ -113,16 +113,17 @@ def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     """(y0, y1, x0, x1) of the True pixels of a ``bool`` mask, or None when empty.
 
     Fast for large masks: found on a 1/8 subsample, then tightened on the full mask inside that
-    box grown by 7 px (exact unless a part of the mask thinner than 8 px reaches beyond it).
-    A stride of 8 rows reads ~10x faster than one of 4 (0.02 vs 0.2 ms on a 1800 x 1400 mask)."""
+    box grown by 16 px (exact unless a part of the mask thinner than 8 px reaches > 16 px beyond
+    it; the rasterised edges of region polygons reach a few px). A stride of 8 rows reads ~10x
+    faster than one of 4 (0.02 vs 0.2 ms on an 1800 x 1400 mask)."""
     m = np.ascontiguousarray(mask)
     h, w = m.shape
     if h * w >= 1 << 18:
         sub = np.ascontiguousarray(m[::8, ::8])
         x, y, bw, bh = cv2.boundingRect(sub.view(np.uint8))
         if bw > 0:
-            y0, y1 = max(0, 8 * y - 7), min(h, 8 * (y + bh) + 7)
-            x0, x1 = max(0, 8 * x - 7), min(w, 8 * (x + bw) + 7)
+            y0, y1 = max(0, 8 * y - 16), min(h, 8 * (y + bh) + 16)
+            x0, x1 = max(0, 8 * x - 16), min(w, 8 * (x + bw) + 16)
             x, y, bw, bh = cv2.boundingRect(m[y0:y1, x0:x1].view(np.uint8))
             return (y0 + y, y0 + y + bh, x0 + x, x0 + x + bw) if bw > 0 else None
     x, y, bw, bh = cv2.boundingRect(m.view(np.uint8))
