@@ -230,9 +230,17 @@ def fill_outside(values: np.ndarray, mask: np.ndarray, px_per_mm: float, sigma_m
     f = max(1, int(px_per_mm))
     hs, ws = max(1, h // f), max(1, w // f)
     hc, wc = min(h, hs * f), min(w, ws * f)  # integer factor: OpenCV's fast area path
-    mf = m8[:hc, :wc].astype(np.float32)
-    num = cv2.resize(cv2.multiply(values[:hc, :wc], mf), (ws, hs), interpolation=cv2.INTER_AREA)
-    den = cv2.resize(mf, (ws, hs), interpolation=cv2.INTER_AREA)
+    # block sums of the masked values and of the mask, in bands of whole blocks (the same
+    # result as one pass, with the float intermediates kept in cache)
+    num = np.empty((hs, ws), np.float32)
+    den = np.empty((hs, ws), np.float32)
+    band = max(1, _BAND_BYTES // (8 * wc * f)) * f
+    for r0 in range(0, hc, band):
+        r1 = min(hc, r0 + band)
+        mf = m8[r0:r1, :wc].astype(np.float32)
+        size = (ws, (r1 - r0) // f)
+        num[r0 // f:r1 // f] = cv2.resize(cv2.multiply(values[r0:r1, :wc], mf), size, interpolation=cv2.INTER_AREA)
+        den[r0 // f:r1 // f] = cv2.resize(mf, size, interpolation=cv2.INTER_AREA)
     s = max(0.5, sigma_mm * px_per_mm / f)
     num = cv2.GaussianBlur(num, (0, 0), s, borderType=cv2.BORDER_REFLECT)
     den = cv2.GaussianBlur(den, (0, 0), s, borderType=cv2.BORDER_REFLECT)
