@@ -445,7 +445,7 @@ def _segments(resp: np.ndarray, ppm_g: float, p: WrinkleParams):
     # per component, and distinct components are not 8-adjacent, so the steps run on a mosaic of
     # the components' boxes (1 px apart) with the same result as on the grid.
     ids = np.nonzero(keep)[0]
-    lab, rsp, place = _pack(labels, resp, stats, ids)
+    lab, rsp, place, (dy, dx) = _pack(labels, resp, low, stats, ids)
     cand = lab > 0
     sk = _skeletonize_boxes(cand, place)
     # A line ends (and is as wide as) where its response falls under half its own typical
@@ -469,51 +469,64 @@ def _segments(resp: np.ndarray, ppm_g: float, p: WrinkleParams):
     cand &= keep[lab]
     sk &= cand
     wl[~sk] = 0.0
-    for i, (my, mx, gy, gx, bh, bw) in zip(ids, place):  # back to the grid, each component's pixels
-        if not keep[i]:
-            continue
-        own = lab[my:my + bh, mx:mx + bw] == i
-        lines[gy:gy + bh, gx:gx + bw] |= cand[my:my + bh, mx:mx + bw] & own
-        skel[gy:gy + bh, gx:gx + bw] |= sk[my:my + bh, mx:mx + bw] & own
-        wlen[gy:gy + bh, gx:gx + bw] += wl[my:my + bh, mx:mx + bw] * own
+    # back to the grid, by index
+    at = np.flatnonzero(cand)
+    lab_at = lab.reshape(-1)[at]
+    my, mx = np.divmod(at, lab.shape[1])
+    back = (my - dy[lab_at]) * wg + (mx - dx[lab_at])
+    lines.reshape(-1)[back] = True
+    on_sk = sk.reshape(-1)[at]
+    skel.reshape(-1)[back[on_sk]] = True
+    wlen.reshape(-1)[back[on_sk]] = wl.reshape(-1)[at[on_sk]]
     return lines, skel, wlen, labels, weight
 
 
-def _pack(labels: np.ndarray, resp: np.ndarray, stats: np.ndarray, ids: np.ndarray):
+def _pack(labels: np.ndarray, resp: np.ndarray, low: np.ndarray, stats: np.ndarray, ids: np.ndarray):
     """Copy components ``ids`` of ``labels`` (their pixels only, with their labels and
-    responses) into a mosaic of their bounding boxes, placed on shelves 1 px apart.
+    responses) into a mosaic of their bounding boxes, placed on shelves 1 px apart. ``low`` is
+    the uint8 mask that was labelled.
 
     Returns (mosaic labels int32, mosaic responses float32, placements: per component
-    (mosaic y, x, grid y, x, height, width))."""
+    (mosaic y, x, height, width), per-label offsets (dy, dx) from the grid to the mosaic)."""
     bx = stats[ids, cv2.CC_STAT_LEFT]
     by = stats[ids, cv2.CC_STAT_TOP]
     bw = stats[ids, cv2.CC_STAT_WIDTH]
     bh = stats[ids, cv2.CC_STAT_HEIGHT]
     width = max(labels.shape[1], int(bw.max())) + 2
     place = [None] * len(ids)
+    dy = np.zeros(len(stats), np.intp)
+    dx = np.zeros(len(stats), np.intp)
     x = y = shelf = 0
     for k in np.argsort(-bh, kind="stable"):  # tallest first: shelves waste little height
         w_, h_ = int(bw[k]), int(bh[k])
         if x + w_ + 2 > width:
             y += shelf + 1
             x = shelf = 0
-        place[k] = (y + 1, x + 1, int(by[k]), int(bx[k]), h_, w_)
+        place[k] = (y + 1, x + 1, h_, w_)
+        dy[ids[k]], dx[ids[k]] = y + 1 - by[k], x + 1 - bx[k]
         x += w_ + 1
         shelf = max(shelf, h_)
     lab = np.zeros((y + shelf + 2, width), np.int32)
     rsp = np.zeros(lab.shape, np.float32)
-    for i, (my, mx, gy, gx, h_, w_) in zip(ids, place):
-        own = labels[gy:gy + h_, gx:gx + w_] == i
-        lab[my:my + h_, mx:mx + w_][own] = i
-        rsp[my:my + h_, mx:mx + w_][own] = resp[gy:gy + h_, gx:gx + w_][own]
-    return lab, rsp, place
+    # the pixels of the components, moved by index (the labelled pixels are a few % of the grid)
+    on = np.flatnonzero(low.view(bool))
+    lab_on = labels.reshape(-1)[on]
+    chosen = np.zeros(len(stats), bool)
+    chosen[ids] = True
+    sel = chosen[lab_on]
+    on, lab_on = on[sel], lab_on[sel]
+    gy, gx = np.divmod(on, labels.shape[1])
+    at = (gy + dy[lab_on]) * width + (gx + dx[lab_on])
+    lab.reshape(-1)[at] = lab_on
+    rsp.reshape(-1)[at] = resp.reshape(-1)[on]
+    return lab, rsp, place, (dy, dx)
 
 
 def _skeletonize_boxes(mask: np.ndarray, place) -> np.ndarray:
     """Zhang-Suen skeleton of the components of a mosaic (:func:`_pack`), each thinned in its own
     box: thinning is local, so this equals thinning the whole mosaic, minus the gaps' cost."""
     out = np.zeros(mask.shape, bool)
-    for my, mx, _, _, h_, w_ in place:
+    for my, mx, h_, w_ in place:
         out[my:my + h_, mx:mx + w_] = skeletonize(mask[my:my + h_, mx:mx + w_])
     return out
 
@@ -663,21 +676,23 @@ def _prune_spurs(skel: np.ndarray, max_px: int) -> np.ndarray:
 def _step_lengths(skel: np.ndarray) -> np.ndarray:
     """Per skeleton pixel, the length (px) of the steps to its forward neighbours: 1 for a
     horizontal/vertical step, sqrt 2 for a diagonal one not already covered by two unit steps.
-    The sum over a segment is its polyline length."""
-    s = skel
-    out = np.zeros(s.shape, np.float32)
-    h_ = s[:, :-1] & s[:, 1:]
-    v_ = s[:-1, :] & s[1:, :]
-    out[:, :-1] += h_
-    out[:-1, :] += v_
-    a = s[:-1, :-1]
-    b = s[:-1, 1:]
-    c = s[1:, :-1]
-    d = s[1:, 1:]
-    d1 = a & d & ~b & ~c  # "\" step
-    d2 = b & c & ~a & ~d  # "/" step
-    out[:-1, :-1] += math.sqrt(2.0) * d1
-    out[:-1, 1:] += math.sqrt(2.0) * d2
+    The sum over a segment is its polyline length. Computed at the skeleton pixels only."""
+    h, w = skel.shape
+    s = np.zeros((h + 2, w + 2), bool)  # a margin: no neighbours beyond the edge
+    s[1:-1, 1:-1] = skel
+    w2 = w + 2
+    idx = np.flatnonzero(s)
+    flat = s.reshape(-1)
+    east, south, west = flat[idx + 1], flat[idx + w2], flat[idx - 1]
+    south_east, south_west = flat[idx + w2 + 1], flat[idx + w2 - 1]
+    step = np.zeros(len(idx), np.float32)
+    step += east
+    step += south
+    step += math.sqrt(2.0) * (south_east & ~east & ~south)  # "\" step
+    step += math.sqrt(2.0) * (south_west & ~west & ~south)  # "/" step
+    out = np.zeros((h, w), np.float32)
+    y, x = np.divmod(idx, w2)
+    out[y - 1, x - 1] = step
     return out
 
 
