@@ -453,29 +453,28 @@ def _segments(resp: np.ndarray, ppm_g: float, p: WrinkleParams):
     sl = lab[sk]
     ref = np.bincount(sl, weights=rsp[sk], minlength=n_lab) / np.maximum(np.bincount(sl, minlength=n_lab), 1)
     cut = np.maximum(p.low_threshold, p.trim_fraction * ref).astype(np.float32)
-    strong = rsp >= cut[lab]
-    cand &= strong
-    sk &= strong
+    # from here on the line pixels are handled by index (a few % of the mosaic)
+    at = np.flatnonzero(cand)
+    lab_at = lab.reshape(-1)[at]
+    strong = rsp.reshape(-1)[at] >= cut[lab_at]
+    sk.reshape(-1)[at[~strong]] = False
+    at, lab_at = at[strong], lab_at[strong]
     sk = _prune_spurs(sk, max(2, int(round(p.spur_max_mm * ppm_g))))
     wl = _step_lengths(sk)
-    comp_len = np.bincount(lab[sk], weights=wl[sk], minlength=n_lab)
-    area = np.bincount(lab[cand], minlength=n_lab).astype(np.float64)
+    on_sk = sk.reshape(-1)[at]
+    comp_len = np.bincount(lab_at[on_sk], weights=wl.reshape(-1)[at[on_sk]], minlength=n_lab)
+    area = np.bincount(lab_at, minlength=n_lab).astype(np.float64)
     elong = comp_len**2 / np.maximum(area, 1.0)
     weight = (_ramp(peak, p.high_threshold, sf) * _ramp(comp_len / ppm_g, p.min_length_mm, sf)
               * _ramp(elong, p.min_elongation, sf))
     weight[~keep] = 0.0
     weight[0] = 0.0
-    keep = weight > 0
-    cand &= keep[lab]
-    sk &= cand
-    wl[~sk] = 0.0
-    # back to the grid, by index
-    at = np.flatnonzero(cand)
-    lab_at = lab.reshape(-1)[at]
+    kept = (weight > 0)[lab_at]
+    at, lab_at, on_sk = at[kept], lab_at[kept], on_sk[kept]
+    # back to the grid
     my, mx = np.divmod(at, lab.shape[1])
     back = (my - dy[lab_at]) * wg + (mx - dx[lab_at])
     lines.reshape(-1)[back] = True
-    on_sk = sk.reshape(-1)[at]
     skel.reshape(-1)[back[on_sk]] = True
     wlen.reshape(-1)[back[on_sk]] = wl.reshape(-1)[at[on_sk]]
     return lines, skel, wlen, labels, weight
