@@ -651,24 +651,40 @@ def _max_pool(r: np.ndarray, f: int) -> np.ndarray:
 
 def _prune_spurs(skel: np.ndarray, max_px: int) -> np.ndarray:
     """Drop side branches of a skeleton: pieces between an end pixel and a junction that are at
-    most ``max_px`` pixels long (the forks a thinning leaves at the blunt end of a wide line)."""
-    s8 = skel.view(np.uint8)
-    nb = cv2.filter2D(s8, cv2.CV_16S, np.ones((3, 3), np.float32), borderType=cv2.BORDER_CONSTANT) - s8
-    junction = skel & (nb >= 3)
+    most ``max_px`` pixels long (the forks a thinning leaves at the blunt end of a wide line).
+    Neighbourhoods are read at the skeleton pixels only, by index."""
+    h, w = skel.shape
+    w2 = w + 2
+    s = np.zeros((h + 2, w2), bool)  # a margin: no neighbours beyond the edge
+    s[1:-1, 1:-1] = skel
+    flat = s.reshape(-1)
+    idx = np.flatnonzero(flat)
+    around = (-w2 - 1, -w2, -w2 + 1, -1, 1, w2 - 1, w2, w2 + 1)
+    nb = np.zeros(len(idx), np.int16)
+    for o in around:
+        nb += flat[idx + o]
+    junction = nb >= 3
     if not junction.any():
         return skel
-    ends = skel & (nb == 1)
-    branches = skel & ~junction
-    n, lab = cv2.connectedComponents(branches.view(np.uint8), connectivity=8)
-    size = np.bincount(lab[branches], minlength=n)
-    has_end = np.bincount(lab[ends], minlength=n) > 0
-    near_j = cv2.dilate(junction.view(np.uint8), np.ones((3, 3), np.uint8)).view(bool) & branches
-    touches = np.bincount(lab[near_j], minlength=n) > 0
+    jmap = np.zeros_like(flat)
+    jmap[idx[junction]] = True
+    flat[idx[junction]] = False  # s now holds the branches
+    n, lab = cv2.connectedComponents(s.view(np.uint8), connectivity=8)
+    bidx, bnb = idx[~junction], nb[~junction]
+    blab = lab.reshape(-1)[bidx]
+    size = np.bincount(blab, minlength=n)
+    has_end = np.bincount(blab[bnb == 1], minlength=n) > 0
+    near_j = np.zeros(len(bidx), bool)
+    for o in around:
+        near_j |= jmap[bidx + o]
+    touches = np.bincount(blab[near_j], minlength=n) > 0
     spur = has_end & touches & (size <= max_px)
     spur[0] = False
     if not spur.any():
         return skel
-    out = skel & ~spur[lab]
+    out = skel.copy()
+    y, x = np.divmod(bidx[spur[blab]], w2)
+    out[y - 1, x - 1] = False
     return out
 
 
