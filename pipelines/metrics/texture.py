@@ -390,19 +390,36 @@ def _detect_pores(Lf: np.ndarray, skin: np.ndarray, ppm: float, ppm_eff: float, 
 
 
 def _shine_map(rgb: np.ndarray, L: np.ndarray, skin: np.ndarray, p: TextureParams) -> np.ndarray:
-    """uint8 0/1 map of specular pixels (bright and desaturated relative to the skin itself)."""
-    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
-    sat = np.ascontiguousarray(hsv[..., 1])
+    """uint8 0/1 map of specular pixels (bright and desaturated relative to the skin itself).
+
+    The HSV saturation is computed only where it is read, on the sparse sample and at the bright
+    skin pixels: converting the whole crop cost ~3.5 ms of ~10 (12 MP photo)."""
     step = 5
     sm = skin[::step, ::step]
     ls = L[::step, ::step][sm]
-    ss = sat[::step, ::step][sm]
     if ls.size < 50:
         return np.zeros(L.shape, np.uint8)
+    ss = _saturation(_subsample_rgb(rgb, step))[sm]
     med_l = float(np.median(ls))
     mad_l = float(np.median(np.abs(ls - med_l))) * 1.4826
     l_thr = med_l + max(p.shine_min_delta_l, p.shine_k_mad * mad_l)
     s_thr = p.shine_sat_frac * float(np.median(ss))
-    bright = cv2.compare(L, l_thr, cv2.CMP_GE)
-    pale = cv2.compare(sat, s_thr, cv2.CMP_LE)
-    return cv2.bitwise_and(cv2.bitwise_and(bright, pale), as_u8(skin))  # 0/1: skin is 0/1
+    bright = cv2.bitwise_and(cv2.compare(L, l_thr, cv2.CMP_GE), as_u8(skin))  # 0/1: skin is 0/1
+    idx = np.flatnonzero(bright.view(bool))
+    if idx.size:
+        ys, xs = np.divmod(idx, L.shape[1])
+        pale = _saturation(rgb[ys, xs][:, None, :])[:, 0] <= s_thr
+        bright.reshape(-1)[idx[~pale]] = 0
+    return bright
+
+
+def _saturation(rgb: np.ndarray) -> np.ndarray:
+    """HSV saturation (uint8, OpenCV's 0-255 scale) of an sRGB uint8 (H, W, 3) image."""
+    return np.ascontiguousarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[..., 1])
+
+
+def _subsample_rgb(rgb: np.ndarray, step: int) -> np.ndarray:
+    """``rgb[::step, ::step]`` as a contiguous copy, each pixel copied as one 3-byte item (numpy
+    copies a strided uint8 (H, W, 3) view byte by byte, 2x slower)."""
+    px = rgb.view(np.dtype((np.void, 3)))[..., 0]
+    return np.ascontiguousarray(px[::step, ::step]).view(np.uint8).reshape(px[::step, ::step].shape + (3,))

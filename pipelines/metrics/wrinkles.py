@@ -342,9 +342,10 @@ def measure_wrinkles(
     # -- hysteresis, trimming, skeleton, elongation ---------------------------------------------
     lines, skel, wlen, labels, seg_w = _segments(resp_g, ppm_g, p)
     keep_lab = seg_w > 0
-    pix_w = seg_w.astype(np.float32)[labels]   # each line pixel weighs as its segment
+    pix_w = np.zeros((hg, wg), np.float32)  # each line pixel weighs as its segment (read on lines only)
+    pix_w[lines] = seg_w.astype(np.float32)[labels[lines]]
     n_lab = len(keep_lab)
-    sy, sx = np.nonzero(skel)
+    sy, sx = np.divmod(np.flatnonzero(skel), wg)  # as np.nonzero, without its 2-D overhead
     depth_px = np.zeros((hg, wg), np.float32)
     segments = no_segments
     if len(sx):
@@ -405,7 +406,7 @@ def measure_wrinkles(
 
     regions = {name: stats_for(m, region_g[name], boxes[name], name, i) for i, (name, m) in enumerate(region_list)}
     face = stats_for(face_mask, face_g, face_box, "face", None)
-    return WrinkleResult(face, regions, warnings, segments, ppm, p, (h, w), skin, resp_g, lines & keep_lab[labels],
+    return WrinkleResult(face, regions, warnings, segments, ppm, p, (h, w), skin, resp_g, lines,
                          (y0, y1, x0, x1), fg)
 
 
@@ -422,55 +423,111 @@ def _segments(resp: np.ndarray, ppm_g: float, p: WrinkleParams):
     skel = np.zeros((hg, wg), bool)
     wlen = np.zeros((hg, wg), np.float32)
     low = cv2.compare(resp, p.low_threshold, cv2.CMP_GE)
-    n_lab, labels, stats, _ = cv2.connectedComponentsWithStats(low, connectivity=8, ltype=cv2.CV_32S)
+    # Grana's algorithm: the same labels and stats as the default one, 3x faster with stats here
+    n_lab, labels, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(low, 8, cv2.CV_32S, cv2.CCL_GRANA)
     sf = p.soft_fraction
     keep = np.zeros(n_lab, bool)
     weight = np.zeros(n_lab)
     if n_lab <= 1:
         return lines, skel, wlen, labels, weight
-    on = low.view(bool)
+    # peak response per component: only pixels >= high_threshold can make a component pass
+    hi = cv2.compare(resp, p.high_threshold, cv2.CMP_GE).view(bool)
     peak = np.zeros(n_lab)
-    np.maximum.at(peak, labels[on], resp[on])
+    np.maximum.at(peak, labels[hi], resp[hi])
     keep = peak >= p.high_threshold
     keep[0] = False
     diag = np.hypot(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT])
     keep &= diag >= 0.7 * p.min_length_mm * ppm_g
     if not keep.any():
         return lines, skel, wlen, labels, weight
-    # work inside the box of the surviving components
-    lx, ty = stats[keep, cv2.CC_STAT_LEFT], stats[keep, cv2.CC_STAT_TOP]
-    bx0, by0 = int(lx.min()), int(ty.min())
-    bx1 = int((lx + stats[keep, cv2.CC_STAT_WIDTH]).max())
-    by1 = int((ty + stats[keep, cv2.CC_STAT_HEIGHT]).max())
-    lab = labels[by0:by1, bx0:bx1]
-    rsp = resp[by0:by1, bx0:bx1]
-    cand = keep[lab]
-    sk = skeletonize(cand)
+    # The surviving components are thin lines spread over the face: their union box is most of
+    # the grid but their own boxes are ~5x smaller in all. Every step below is local (3 x 3) or
+    # per component, and distinct components are not 8-adjacent, so the steps run on a mosaic of
+    # the components' boxes (1 px apart) with the same result as on the grid.
+    ids = np.nonzero(keep)[0]
+    lab, rsp, place, (dy, dx) = _pack(labels, resp, low, stats, ids)
+    cand = lab > 0
+    sk = _skeletonize_boxes(cand, place)
     # A line ends (and is as wide as) where its response falls under half its own typical
     # response (its mean on the skeleton): the FWHM rule, along and across the line.
     sl = lab[sk]
     ref = np.bincount(sl, weights=rsp[sk], minlength=n_lab) / np.maximum(np.bincount(sl, minlength=n_lab), 1)
     cut = np.maximum(p.low_threshold, p.trim_fraction * ref).astype(np.float32)
-    strong = rsp >= cut[lab]
-    cand &= strong
-    sk &= strong
+    # from here on the line pixels are handled by index (a few % of the mosaic)
+    at = np.flatnonzero(cand)
+    lab_at = lab.reshape(-1)[at]
+    strong = rsp.reshape(-1)[at] >= cut[lab_at]
+    sk.reshape(-1)[at[~strong]] = False
+    at, lab_at = at[strong], lab_at[strong]
     sk = _prune_spurs(sk, max(2, int(round(p.spur_max_mm * ppm_g))))
     wl = _step_lengths(sk)
-    comp_len = np.bincount(lab[sk], weights=wl[sk], minlength=n_lab)
-    area = np.bincount(lab[cand], minlength=n_lab).astype(np.float64)
+    on_sk = sk.reshape(-1)[at]
+    comp_len = np.bincount(lab_at[on_sk], weights=wl.reshape(-1)[at[on_sk]], minlength=n_lab)
+    area = np.bincount(lab_at, minlength=n_lab).astype(np.float64)
     elong = comp_len**2 / np.maximum(area, 1.0)
     weight = (_ramp(peak, p.high_threshold, sf) * _ramp(comp_len / ppm_g, p.min_length_mm, sf)
               * _ramp(elong, p.min_elongation, sf))
     weight[~keep] = 0.0
     weight[0] = 0.0
-    keep = weight > 0
-    cand &= keep[lab]
-    sk &= cand
-    wl[~sk] = 0.0
-    lines[by0:by1, bx0:bx1] = cand
-    skel[by0:by1, bx0:bx1] = sk
-    wlen[by0:by1, bx0:bx1] = wl
+    kept = (weight > 0)[lab_at]
+    at, lab_at, on_sk = at[kept], lab_at[kept], on_sk[kept]
+    # back to the grid
+    my, mx = np.divmod(at, lab.shape[1])
+    back = (my - dy[lab_at]) * wg + (mx - dx[lab_at])
+    lines.reshape(-1)[back] = True
+    skel.reshape(-1)[back[on_sk]] = True
+    wlen.reshape(-1)[back[on_sk]] = wl.reshape(-1)[at[on_sk]]
     return lines, skel, wlen, labels, weight
+
+
+def _pack(labels: np.ndarray, resp: np.ndarray, low: np.ndarray, stats: np.ndarray, ids: np.ndarray):
+    """Copy components ``ids`` of ``labels`` (their pixels only, with their labels and
+    responses) into a mosaic of their bounding boxes, placed on shelves 1 px apart. ``low`` is
+    the uint8 mask that was labelled.
+
+    Returns (mosaic labels int32, mosaic responses float32, placements: per component
+    (mosaic y, x, height, width), per-label offsets (dy, dx) from the grid to the mosaic)."""
+    bx = stats[ids, cv2.CC_STAT_LEFT]
+    by = stats[ids, cv2.CC_STAT_TOP]
+    bw = stats[ids, cv2.CC_STAT_WIDTH]
+    bh = stats[ids, cv2.CC_STAT_HEIGHT]
+    width = max(labels.shape[1], int(bw.max())) + 2
+    place = [None] * len(ids)
+    dy = np.zeros(len(stats), np.intp)
+    dx = np.zeros(len(stats), np.intp)
+    x = y = shelf = 0
+    for k in np.argsort(-bh, kind="stable"):  # tallest first: shelves waste little height
+        w_, h_ = int(bw[k]), int(bh[k])
+        if x + w_ + 2 > width:
+            y += shelf + 1
+            x = shelf = 0
+        place[k] = (y + 1, x + 1, h_, w_)
+        dy[ids[k]], dx[ids[k]] = y + 1 - by[k], x + 1 - bx[k]
+        x += w_ + 1
+        shelf = max(shelf, h_)
+    lab = np.zeros((y + shelf + 2, width), np.int32)
+    rsp = np.zeros(lab.shape, np.float32)
+    # the pixels of the components, moved by index (the labelled pixels are a few % of the grid)
+    on = np.flatnonzero(low.view(bool))
+    lab_on = labels.reshape(-1)[on]
+    chosen = np.zeros(len(stats), bool)
+    chosen[ids] = True
+    sel = chosen[lab_on]
+    on, lab_on = on[sel], lab_on[sel]
+    gy, gx = np.divmod(on, labels.shape[1])
+    at = (gy + dy[lab_on]) * width + (gx + dx[lab_on])
+    lab.reshape(-1)[at] = lab_on
+    rsp.reshape(-1)[at] = resp.reshape(-1)[on]
+    return lab, rsp, place, (dy, dx)
+
+
+def _skeletonize_boxes(mask: np.ndarray, place) -> np.ndarray:
+    """Zhang-Suen skeleton of the components of a mosaic (:func:`_pack`), each thinned in its own
+    box: thinning is local, so this equals thinning the whole mosaic, minus the gaps' cost."""
+    out = np.zeros(mask.shape, bool)
+    for my, mx, h_, w_ in place:
+        out[my:my + h_, mx:mx + w_] = skeletonize(mask[my:my + h_, mx:mx + w_])
+    return out
 
 
 def _ramp(x: np.ndarray, threshold: float, soft: float) -> np.ndarray:
@@ -541,11 +598,10 @@ def _apply_priors(sc: _Scale, used: list[OrientationPrior], prior_idx: np.ndarra
     """Zero the response where the line direction disagrees with the region's prior."""
     if not used:
         return
-    cand = cv2.findNonZero(cv2.compare(sc.r, p.low_threshold, cv2.CMP_GE))
-    if cand is None:
+    cand = np.flatnonzero(cv2.compare(sc.r, p.low_threshold, cv2.CMP_GE).view(bool))  # 3x faster than findNonZero
+    if not cand.size:
         return
-    cand = cand.reshape(-1, 2)
-    x, y = cand[:, 0], cand[:, 1]
+    y, x = np.divmod(cand, sc.r.shape[1])
     f = 2**sc.level
     # pixel centre in crop coordinates -> geometry grid cell
     xc = (x + 0.5) * f - 0.5
@@ -595,45 +651,63 @@ def _max_pool(r: np.ndarray, f: int) -> np.ndarray:
 
 def _prune_spurs(skel: np.ndarray, max_px: int) -> np.ndarray:
     """Drop side branches of a skeleton: pieces between an end pixel and a junction that are at
-    most ``max_px`` pixels long (the forks a thinning leaves at the blunt end of a wide line)."""
-    s8 = skel.view(np.uint8)
-    nb = cv2.filter2D(s8, cv2.CV_16S, np.ones((3, 3), np.float32), borderType=cv2.BORDER_CONSTANT) - s8
-    junction = skel & (nb >= 3)
+    most ``max_px`` pixels long (the forks a thinning leaves at the blunt end of a wide line).
+    Neighbourhoods are read at the skeleton pixels only, by index."""
+    h, w = skel.shape
+    w2 = w + 2
+    s = np.zeros((h + 2, w2), bool)  # a margin: no neighbours beyond the edge
+    s[1:-1, 1:-1] = skel
+    flat = s.reshape(-1)
+    idx = np.flatnonzero(flat)
+    around = (-w2 - 1, -w2, -w2 + 1, -1, 1, w2 - 1, w2, w2 + 1)
+    nb = np.zeros(len(idx), np.int16)
+    for o in around:
+        nb += flat[idx + o]
+    junction = nb >= 3
     if not junction.any():
         return skel
-    ends = skel & (nb == 1)
-    branches = skel & ~junction
-    n, lab = cv2.connectedComponents(branches.view(np.uint8), connectivity=8)
-    size = np.bincount(lab[branches], minlength=n)
-    has_end = np.bincount(lab[ends], minlength=n) > 0
-    near_j = cv2.dilate(junction.view(np.uint8), np.ones((3, 3), np.uint8)).view(bool) & branches
-    touches = np.bincount(lab[near_j], minlength=n) > 0
+    jmap = np.zeros_like(flat)
+    jmap[idx[junction]] = True
+    flat[idx[junction]] = False  # s now holds the branches
+    n, lab = cv2.connectedComponents(s.view(np.uint8), connectivity=8)
+    bidx, bnb = idx[~junction], nb[~junction]
+    blab = lab.reshape(-1)[bidx]
+    size = np.bincount(blab, minlength=n)
+    has_end = np.bincount(blab[bnb == 1], minlength=n) > 0
+    near_j = np.zeros(len(bidx), bool)
+    for o in around:
+        near_j |= jmap[bidx + o]
+    touches = np.bincount(blab[near_j], minlength=n) > 0
     spur = has_end & touches & (size <= max_px)
     spur[0] = False
     if not spur.any():
         return skel
-    out = skel & ~spur[lab]
+    out = skel.copy()
+    y, x = np.divmod(bidx[spur[blab]], w2)
+    out[y - 1, x - 1] = False
     return out
 
 
 def _step_lengths(skel: np.ndarray) -> np.ndarray:
     """Per skeleton pixel, the length (px) of the steps to its forward neighbours: 1 for a
     horizontal/vertical step, sqrt 2 for a diagonal one not already covered by two unit steps.
-    The sum over a segment is its polyline length."""
-    s = skel
-    out = np.zeros(s.shape, np.float32)
-    h_ = s[:, :-1] & s[:, 1:]
-    v_ = s[:-1, :] & s[1:, :]
-    out[:, :-1] += h_
-    out[:-1, :] += v_
-    a = s[:-1, :-1]
-    b = s[:-1, 1:]
-    c = s[1:, :-1]
-    d = s[1:, 1:]
-    d1 = a & d & ~b & ~c  # "\" step
-    d2 = b & c & ~a & ~d  # "/" step
-    out[:-1, :-1] += math.sqrt(2.0) * d1
-    out[:-1, 1:] += math.sqrt(2.0) * d2
+    The sum over a segment is its polyline length. Computed at the skeleton pixels only."""
+    h, w = skel.shape
+    s = np.zeros((h + 2, w + 2), bool)  # a margin: no neighbours beyond the edge
+    s[1:-1, 1:-1] = skel
+    w2 = w + 2
+    idx = np.flatnonzero(s)
+    flat = s.reshape(-1)
+    east, south, west = flat[idx + 1], flat[idx + w2], flat[idx - 1]
+    south_east, south_west = flat[idx + w2 + 1], flat[idx + w2 - 1]
+    step = np.zeros(len(idx), np.float32)
+    step += east
+    step += south
+    step += math.sqrt(2.0) * (south_east & ~east & ~south)  # "\" step
+    step += math.sqrt(2.0) * (south_west & ~west & ~south)  # "/" step
+    out = np.zeros((h, w), np.float32)
+    y, x = np.divmod(idx, w2)
+    out[y - 1, x - 1] = step
     return out
 
 
