@@ -28,12 +28,13 @@ Work happens at ``analysis_px_per_mm`` (5 px/mm, 0.2 mm cells: the smallest spot
 still 4 cells across), after a fixed Gaussian blur of ``harmonise_mm`` (0.25 mm): a blur larger
 than the camera's own evens out how sharp photos are, so a slightly soft or heavily compressed
 photo does not lose its small spots (measured: the spot area's change under a 0.8 px blur fell
-from -1.0 to +0.15 % of the face). The maps are returned at the input's size.
+from -1.0 to +0.15 % of the face). The maps are at the input's size, made on first access.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -166,28 +167,72 @@ class Spot:
     regions: tuple[str, ...]
 
 
+@dataclass(frozen=True, eq=False)
+class _GridMaps:
+    """The analysis-grid maps behind a result's full-size maps, which are made on first use:
+    only overlays read them, and nearest-neighbour copies into fresh full-size arrays cost
+    ~13 ms of a 12 MP analysis (mostly page faults of the new memory)."""
+
+    size_wh: tuple[int, int]   # the input's (W, H)
+    melanin: np.ndarray        # M, float32, analysis grid
+    erythema: np.ndarray       # E, float32
+    mean_melanin: float        # the face's mean M, subtracted in the redness map
+    crosstalk: float           # k
+    spot: np.ndarray           # bool, analysis grid
+    red: np.ndarray
+    measured: np.ndarray
+
+    def full(self, grid: np.ndarray) -> np.ndarray:
+        """Nearest-neighbour up to the input's size (0.2 mm blocks, invisible in an overlay), so
+        maps and masks agree pixel for pixel."""
+        if grid.shape[::-1] == self.size_wh:
+            return grid
+        if grid.dtype == np.bool_:
+            return cv2.resize(grid.view(np.uint8), self.size_wh, interpolation=cv2.INTER_NEAREST_EXACT) > 0
+        return cv2.resize(grid, self.size_wh, interpolation=cv2.INTER_NEAREST_EXACT)
+
+
 @dataclass(frozen=True)
 class PigmentationResult:
     """Face and per-region metrics, the detected spots, and maps at the input's (H, W).
 
     ``spot_mask``/``red_mask`` bool; ``melanin_map`` M (float32); ``redness_map`` the
     melanin-corrected erythema index E - k (M - mean face M) (float32); both maps are 0 outside
-    ``measured_mask`` (the eroded skin mask, bool).
+    ``measured_mask`` (the eroded skin mask, bool). The maps are made on first access.
     """
 
     face: PigmentationMetrics
     regions: dict[str, PigmentationMetrics]
     spots: tuple[Spot, ...]
-    spot_mask: np.ndarray
-    red_mask: np.ndarray
-    melanin_map: np.ndarray
-    redness_map: np.ndarray
-    measured_mask: np.ndarray
     px_per_mm: float
+    grid_maps: _GridMaps = field(repr=False)
     params: PigmentationParams = field(default_factory=PigmentationParams)
 
     def as_dict(self) -> dict:
         return {"face": self.face.as_dict(), "regions": {k: v.as_dict() for k, v in self.regions.items()}}
+
+    @cached_property
+    def measured_mask(self) -> np.ndarray:
+        return self.grid_maps.full(self.grid_maps.measured)
+
+    @cached_property
+    def spot_mask(self) -> np.ndarray:
+        return self.grid_maps.full(self.grid_maps.spot)
+
+    @cached_property
+    def red_mask(self) -> np.ndarray:
+        return self.grid_maps.full(self.grid_maps.red)
+
+    @cached_property
+    def melanin_map(self) -> np.ndarray:
+        g = self.grid_maps
+        return g.full(g.melanin * g.measured)
+
+    @cached_property
+    def redness_map(self) -> np.ndarray:
+        g = self.grid_maps
+        redness = g.erythema - np.float32(g.crosstalk) * (g.melanin - np.float32(g.mean_melanin))
+        return g.full(redness * g.measured)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -395,7 +440,6 @@ def measure_pigmentation(
     # ---- local background on a 1 mm grid, two passes
     gw, gh = max(4, round(aw / ppm)), max(4, round(ah / ppm))
     bgr = _Background((gw, gh), (aw, ah), p.background_mm * gw / (aw / ppm))
-    interior_f = interior.view(np.uint8).astype(np.float32)
     num1, den1 = bgr.cells(lin, detect.view(np.uint8).astype(np.float32))
     k_mel = np.float32(p.melanin_crosstalk)
     bg_mel, bg_ery = cv2.split(bgr.upsample(np.ascontiguousarray(bgr.smooth(num1, den1)[..., 3:5])))
@@ -555,7 +599,7 @@ def measure_pigmentation(
     regions = {name: region_metrics(name, _resize_mask(np.asarray(m), (aw, ah)) & interior)
                for name, m in masks.items()}
 
-    # ---- spots list and full-size maps
+    # ---- spots list; the full-size maps are made when first read (see _GridMaps)
     sx, sy = w / aw, h / ah
     spots = tuple(
         Spot(
@@ -568,31 +612,12 @@ def measure_pigmentation(
         )
         for i in np.flatnonzero(spots_ok)
     )
-    mean_mel = np.float32(face.melanin_index if math.isfinite(face.melanin_index) else mel[interior].mean())
-    redness = ery - k_mel * (mel - mean_mel)
-    # maps: zero outside the measured mask, then nearest-neighbour up to the input size (0.2 mm
-    # blocks, invisible in an overlay), so maps and masks agree pixel for pixel
-    mel *= interior_f
-    redness *= interior_f
-    if scale < 1.0:
-        def up(m):
-            return cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST_EXACT)
-
-        mel_map, red_map = up(mel), up(redness)
-        spot_full, red_full = up(spot_a.view(np.uint8)) > 0, up(red_a.view(np.uint8)) > 0
-        measured = up(interior.view(np.uint8)) > 0
-    else:
-        mel_map, red_map = mel, redness
-        spot_full, red_full, measured = spot_a, red_a, interior
+    mean_mel = face.melanin_index if math.isfinite(face.melanin_index) else float(mel[interior].mean())
     return PigmentationResult(
         face=face,
         regions=regions,
         spots=spots,
-        spot_mask=spot_full,
-        red_mask=red_full,
-        melanin_map=mel_map.astype(np.float32, copy=False),
-        redness_map=red_map.astype(np.float32, copy=False),
-        measured_mask=measured,
         px_per_mm=float(px_per_mm),
+        grid_maps=_GridMaps((w, h), mel, ery, mean_mel, float(k_mel), spot_a, red_a, interior),
         params=p,
     )
