@@ -252,6 +252,14 @@ def _down(x, threshold: float, soft: float):
     return 1.0 - _up(x, threshold, soft)
 
 
+def _up32(x: np.ndarray, threshold: float, soft: float) -> np.ndarray:
+    """:func:`_up` of a float32 map, computed in float32 (the full-grid ramps cost a tenth)."""
+    if soft * threshold <= 0:
+        return (x >= threshold).astype(np.float32)
+    r = (x - np.float32(threshold * (1.0 - soft))) * np.float32(1.0 / (2.0 * soft * threshold))
+    return np.clip(r, 0.0, 1.0, out=r)
+
+
 def _fade(x, start: float, stop: float):
     """1 up to ``start``, linear down to 0 at ``stop``."""
     return np.clip((stop - np.asarray(x, np.float64)) / max(stop - start, 1e-9), 0.0, 1.0)
@@ -266,6 +274,10 @@ def _resize_mask(mask: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
     fx, fy = w // size_wh[0], h // size_wh[1]
     if fx == fy and fx > 1 and fx * size_wh[0] == w and fy * size_wh[1] == h:
         # integer factor: the same samples as INTER_NEAREST_EXACT, as a strided copy (8x faster)
+        if fx == 2 and mask.flags.c_contiguous:
+            # the odd bytes of the odd rows are the high bytes of their little-endian byte pairs:
+            # one vectorised compare instead of a byte-strided copy (half the time)
+            return mask[1::2].view("<u2") >= 256
         return np.ascontiguousarray(mask[fy // 2::fy, fx // 2::fx])
     return cv2.resize(np.ascontiguousarray(mask).view(np.uint8), size_wh, interpolation=cv2.INTER_NEAREST_EXACT) > 0
 
@@ -349,6 +361,11 @@ class _Background:
 
     def upsample(self, grid: np.ndarray, size_wh: tuple[int, int] | None = None) -> np.ndarray:
         return cv2.resize(grid, size_wh or self.full_wh, interpolation=cv2.INTER_LINEAR)
+
+    def upsample_mel_ery(self, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Background M and E (channels 3, 4 of :meth:`smooth`) at full size, one channel each
+        (a third of the time of upsampling both together and splitting)."""
+        return self.upsample(np.ascontiguousarray(grid[..., 3])), self.upsample(np.ascontiguousarray(grid[..., 4]))
 
 
 def _check_inputs(rgb_linear, masks, px_per_mm, skin_mask):
@@ -442,7 +459,7 @@ def measure_pigmentation(
     bgr = _Background((gw, gh), (aw, ah), p.background_mm * gw / (aw / ppm))
     num1, den1 = bgr.cells(lin, detect.view(np.uint8).astype(np.float32))
     k_mel = np.float32(p.melanin_crosstalk)
-    bg_mel, bg_ery = cv2.split(bgr.upsample(np.ascontiguousarray(bgr.smooth(num1, den1)[..., 3:5])))
+    bg_mel, bg_ery = bgr.upsample_mel_ery(bgr.smooth(num1, den1))
     d_mel = mel - bg_mel
     d_red = (ery - bg_ery) - k_mel * d_mel
     # second pass without the first pass's spots and red areas (and 1 mm around them). The
@@ -450,13 +467,14 @@ def measure_pigmentation(
     # cheek flip in or out of the background as a whole under a 15 % exposure change, and the
     # red area of the face with it (measured on one face: +4.7 % on a base of 6.8 %; +3.3 % with
     # the ramp, the rest comes from its skin mask, which moves with exposure)
-    keep_bg = ((1.0 - _up(d_mel, p.exclusion_melanin, 0.5)) * (1.0 - _up(d_red, p.red_min_excess, 0.5))
-               ).astype(np.float32) * detect
+    keep_bg = 1.0 - _up32(d_mel, p.exclusion_melanin, 0.5)
+    keep_bg *= 1.0 - _up32(d_red, p.red_min_excess, 0.5)
+    keep_bg *= detect
     r_ex = max(1, round(1.0 * ppm))
     keep_bg = cv2.erode(keep_bg, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r_ex + 1,) * 2))
     num2, den2 = bgr.cells(lin, keep_bg)
     bg_grid = bgr.smooth(num2, den2)
-    bg_mel, bg_ery = cv2.split(bgr.upsample(np.ascontiguousarray(bg_grid[..., 3:5])))
+    bg_mel, bg_ery = bgr.upsample_mel_ery(bg_grid)
     d_mel = mel - bg_mel
     d_red = (ery - bg_ery) - k_mel * d_mel
 
@@ -473,17 +491,22 @@ def measure_pigmentation(
     k = 2 * max(1, round(p.spot_peak_window_mm * ppm)) + 1
     local_peak = cv2.dilate(d_soft, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
     cut = np.maximum(local_peak * np.float32(0.5), np.float32(p.spot_seed_melanin))
-    spot_u8 = ((d_mel >= cut) & detect).view(np.uint8)
-    n_s, lab_s, st_s, cen_s = cv2.connectedComponentsWithStats(spot_u8, connectivity=8)
+    dark = (d_mel >= cut) & detect
+    # BBDT (CCL_GRANA): the same labels and stats as the default algorithm, in half the time
+    n_s, lab_s, st_s, cen_s = cv2.connectedComponentsWithStatsWithAlgorithm(
+        dark.view(np.uint8), 8, cv2.CV_32S, cv2.CCL_GRANA)
     spots_ok = np.zeros(n_s, bool)
     spot_w = np.zeros(n_s)
     contrast = np.zeros(n_s)
     peak_s = np.zeros(n_s)
+    # flat index and label of every pixel of a candidate of the right size: all per-spot
+    # statistics and the spot maps come from these lists, not from full-grid label lookups
+    idx = ids = np.zeros(0, np.intp)
     if n_s > 1:
         areas = st_s[:, cv2.CC_STAT_AREA]
         size_ok = (areas >= min_area) & (areas <= max_area)
         size_ok[0] = False
-        idx = np.flatnonzero(spot_u8.ravel())
+        idx = np.flatnonzero(dark)
         ids = lab_s.ravel()[idx]
         keep = size_ok[ids]  # the many small candidates from grain and mottling go no further
         idx, ids = idx[keep], ids[keep]
@@ -520,10 +543,14 @@ def measure_pigmentation(
             bx, by, bw, bh = st_s[i, :4]
             sl = (slice(by, by + bh), slice(bx, bx + bw))
             peak_s[i] = float(d_soft[sl][lab_s[sl] == i].max())
-    spot_a = spots_ok[lab_s]
-    spot_labels = lab_s * spot_a
-    spot_soft = (spot_w.astype(np.float32)[lab_s] * edge_w).astype(np.float32)
-    spot_soft_labels = lab_s * (spot_w[lab_s] > 0)
+        soft = spot_w[ids] > 0
+        idx, ids = idx[soft], ids[soft]
+    # from here on idx, ids: the pixels of the blobs with some weight (spot_w > 0)
+    spot_a = np.zeros((ah, aw), bool)
+    spot_a.ravel()[idx[spots_ok[ids]]] = True
+    spot_soft = np.zeros((ah, aw), np.float32)
+    spot_soft.ravel()[idx] = spot_w.astype(np.float32)[ids] * edge_w.ravel()[idx]
+    spot_py, spot_px = np.divmod(idx, aw)
 
     # ---- red areas: melanin-corrected erythema excess
     # components at the ramp's low end; each pixel counts by a ramp of its excess around
@@ -533,71 +560,92 @@ def measure_pigmentation(
     # subsampling, JPEG and slight blur (which smooth the photo's chroma) do not change them
     d_red = cv2.GaussianBlur(d_red, (0, 0), max(0.5, p.red_smoothing_mm * ppm))
     red_seed = ((d_red >= red_lo) & detect & ~spot_a).view(np.uint8)
-    n_r, lab_r, st_r, _ = cv2.connectedComponentsWithStats(red_seed, connectivity=8)
+    n_r, lab_r, st_r, _ = cv2.connectedComponentsWithStatsWithAlgorithm(red_seed, 8, cv2.CV_32S, cv2.CCL_GRANA)
     red_ok = st_r[:, cv2.CC_STAT_AREA] >= area_px(p.red_min_diameter_mm)
     red_ok[0] = False
-    red_in = red_ok[lab_r]
+    red_in = np.take(red_ok, lab_r)
     red_a = red_in & (d_red >= p.red_min_excess)
-    red_soft = (_up(d_red, p.red_min_excess, sf).astype(np.float32) * red_in * edge_w).astype(np.float32)
+    red_soft = _up32(d_red, p.red_min_excess, sf)
+    red_soft *= red_in
+    red_soft *= edge_w
 
-    # ---- metrics per region
+    # ---- metrics per region, each on its mask's bounding box
     cell_lab = linear_to_lab(np.clip(num1 / np.maximum(den1, 1e-6)[..., None], 1e-4, 1.0))
     cell_de2 = ((cell_lab - bgr.upsample(bg_grid, (gw, gh))[..., :3]) ** 2).sum(axis=2)
-    mel_ery = cv2.merge([mel, ery])
-    plain = interior & ~spot_a & ~red_a
+    cell_ok = den1 >= 0.5
+    # cells of f x f analysis pixels (f integer): a box's cells are those of its f-aligned window
+    f = aw // gw
+    whole_cells = f * gw == aw and f * gh == ah
+    # region means of M, E and of the soft spot and red weights in one pass
+    stats4 = cv2.merge([mel, ery, spot_soft, red_soft])
     spot_regions: dict[int, list[str]] = {}
 
-    def region_metrics(name: str | None, region: np.ndarray) -> PigmentationMetrics:
-        n = int(np.count_nonzero(region))
+    def region_metrics(name: str | None, reg: np.ndarray, x: int, y: int) -> PigmentationMetrics:
+        """Metrics of the region ``reg`` (bool box of the analysis grid, top left at x, y)."""
+        n = int(np.count_nonzero(reg))
         area_mm2 = n / ppm ** 2
         if area_mm2 < p.min_region_area_mm2:
             return _nan_metrics(area_mm2)
-        x, y, bw, bh = cv2.boundingRect(region.view(np.uint8))
+        bh, bw = reg.shape
         sl = (slice(y, y + bh), slice(x, x + bw))
-        reg = region[sl]
         reg_u8 = reg.view(np.uint8)
-        mel_m, ery_m, _, _ = cv2.mean(mel_ery[sl], mask=reg_u8)
-        pl = reg & plain[sl]
+        mel_m, ery_m, spot_frac, red_frac = cv2.mean(stats4[sl], mask=reg_u8)
+        pl = reg & ~spot_a[sl] & ~red_a[sl]
         l_m, _, b_m, _ = cv2.mean(lab[sl], mask=pl.view(np.uint8) if np.count_nonzero(pl) >= 0.05 * n else reg_u8)
         ita = ita_degrees(l_m, b_m)
-        in_spots = spot_labels[sl][reg]
-        ids = np.unique(in_spots[in_spots > 0])
+        # spots touching the region: its mask at the pixels of the weighted blobs
+        inside = (spot_px >= x) & (spot_px < x + bw) & (spot_py >= y) & (spot_py < y + bh)
+        inside[inside] = reg[spot_py[inside] - y, spot_px[inside] - x]
+        soft_ids = np.unique(ids[inside])
+        spot_ids = soft_ids[spots_ok[soft_ids]]
         if name is not None:
-            for i in ids:
+            for i in spot_ids:
                 spot_regions.setdefault(int(i), []).append(name)
-        spot_pct = 100.0 * float(spot_soft[sl][reg].sum(dtype=np.float64)) / n
-        red_pct = 100.0 * float(red_soft[sl][reg].sum(dtype=np.float64)) / n
-        soft_in = spot_soft_labels[sl][reg]
-        soft_ids = np.unique(soft_in[soft_in > 0])
         sw = spot_w[soft_ids]
         mean_contrast = float((sw * contrast[soft_ids]).sum() / sw.sum()) if sw.sum() > 0 else 0.0
         # cells at least half inside the region (INTER_AREA of 0/1 rounds the cell's mean)
-        use = (cv2.resize(region.view(np.uint8), (gw, gh), interpolation=cv2.INTER_AREA) > 0) & (den1 >= 0.5)
-        tone = float(np.sqrt(cell_de2[use].mean())) if use.any() else float("nan")
+        if whole_cells:
+            cx, cy = x // f, y // f
+            cw, ch = -(-(x + bw) // f) - cx, -(-(y + bh) // f) - cy
+            win = np.zeros((ch * f, cw * f), np.uint8)
+            win[y - cy * f:y - cy * f + bh, x - cx * f:x - cx * f + bw] = reg_u8
+            csl = (slice(cy, cy + ch), slice(cx, cx + cw))
+        else:
+            win = np.zeros((ah, aw), np.uint8)
+            win[sl] = reg_u8
+            cw, ch, csl = gw, gh, (slice(None), slice(None))
+        use = (cv2.resize(win, (cw, ch), interpolation=cv2.INTER_AREA) > 0) & cell_ok[csl]
+        tone = float(np.sqrt(cell_de2[csl][use].mean())) if use.any() else float("nan")
         return PigmentationMetrics(
             ita_deg=float(ita),
             ita_category=ita_category(ita),
             melanin_index=float(mel_m),
             erythema_index=float(ery_m),
-            spot_count=int(ids.size),
-            spot_area_pct=float(spot_pct),
-            spot_contrast_de=mean_contrast if ids.size else 0.0,
+            spot_count=int(spot_ids.size),
+            spot_area_pct=100.0 * spot_frac,
+            spot_contrast_de=mean_contrast if spot_ids.size else 0.0,
             tone_unevenness=tone,
-            red_area_pct=float(red_pct),
+            red_area_pct=100.0 * red_frac,
             area_mm2=float(area_mm2),
         )
 
+    def box(mask: np.ndarray) -> tuple[np.ndarray, int, int]:
+        """A mask of the analysis grid -> its bounding box (bool, cut to the measured skin), x, y."""
+        x, y, bw, bh = cv2.boundingRect(mask.view(np.uint8))
+        sl = (slice(y, y + bh), slice(x, x + bw))
+        return mask[sl] & interior[sl], x, y
+
+    region_boxes = {name: box(_resize_mask(np.asarray(m), (aw, ah))) for name, m in masks.items()}
     # the face pools the regions (as texture and wrinkles do), not the whole skin mask: neck,
     # ears, nose and hairline come and go with framing and are no treatment area
-    face_zone = interior
     if masks:
-        union = np.zeros((h, w), bool)
-        for m in masks.values():
-            union |= np.asarray(m)
-        face_zone = _resize_mask(union, (aw, ah)) & interior
-    face = region_metrics(None, face_zone)
-    regions = {name: region_metrics(name, _resize_mask(np.asarray(m), (aw, ah)) & interior)
-               for name, m in masks.items()}
+        face_zone = np.zeros((ah, aw), bool)
+        for reg, x, y in region_boxes.values():
+            face_zone[y:y + reg.shape[0], x:x + reg.shape[1]] |= reg
+        face = region_metrics(None, *box(face_zone))
+    else:
+        face = region_metrics(None, interior, 0, 0)
+    regions = {name: region_metrics(name, *b) for name, b in region_boxes.items()}
 
     # ---- spots list; the full-size maps are made when first read (see _GridMaps)
     sx, sy = w / aw, h / ah
