@@ -598,24 +598,35 @@ def measure_pigmentation(
         prod = np.empty_like(weight)  # one buffer: fresh memory per product costs as much again
         return [cv2.sumElems(cv2.multiply(plane[sl], weight, dst=prod))[0] for plane in planes]
 
-    def region_metrics(name: str | None, reg: np.ndarray, x: int, y: int) -> PigmentationMetrics:
-        """Metrics of the region ``reg`` (bool box of the analysis grid, top left at x, y)."""
-        n = int(np.count_nonzero(reg))
+    def region_sums(reg: np.ndarray, x: int, y: int) -> np.ndarray:
+        """Of a region (bool box of the analysis grid, top left at x, y): its pixel count, the
+        count of its plain skin (no spot or red area), the sums of M, E and the soft spot and red
+        weights over it, and of L* and b* over its plain skin."""
+        sl = (slice(y, y + reg.shape[0]), slice(x, x + reg.shape[1]))
+        plain = reg & ~spot_a[sl] & ~red_a[sl]
+        return np.array([np.count_nonzero(reg), np.count_nonzero(plain),
+                         *sums((mel, ery, spot_soft, red_soft), reg.view(np.uint8).astype(np.float32), sl),
+                         *sums((lab_l, lab_b), plain.view(np.uint8).astype(np.float32), sl)])
+
+    def region_metrics(name: str | None, reg: np.ndarray, x: int, y: int,
+                       totals: np.ndarray | None = None) -> PigmentationMetrics:
+        """Metrics of the region ``reg`` (bool box of the analysis grid, top left at x, y), from
+        its :func:`region_sums` if given."""
+        if totals is None:
+            totals = region_sums(reg, x, y)
+        n, n_pl = int(totals[0]), int(totals[1])
         area_mm2 = n / ppm ** 2
         if area_mm2 < p.min_region_area_mm2:
             return _nan_metrics(area_mm2)
         bh, bw = reg.shape
         sl = (slice(y, y + bh), slice(x, x + bw))
         reg_u8 = reg.view(np.uint8)
-        reg_f = reg_u8.astype(np.float32)
-        mel_m, ery_m, spot_frac, red_frac = (v / n for v in sums((mel, ery, spot_soft, red_soft), reg_f, sl))
-        # ITA of the plain skin (without spots and red areas) if there is enough of it
-        pl = reg & ~spot_a[sl] & ~red_a[sl]
-        n_pl = int(np.count_nonzero(pl))
+        mel_m, ery_m, spot_frac, red_frac = (float(v) / n for v in totals[2:6])
+        # ITA of the plain skin if there is enough of it
         if n_pl >= 0.05 * n:
-            l_m, b_m = (v / n_pl for v in sums((lab_l, lab_b), pl.view(np.uint8).astype(np.float32), sl))
+            l_m, b_m = (float(v) / n_pl for v in totals[6:8])
         else:
-            l_m, b_m = (v / n for v in sums((lab_l, lab_b), reg_f, sl))
+            l_m, b_m = (v / n for v in sums((lab_l, lab_b), reg_u8.astype(np.float32), sl))
         ita = ita_degrees(l_m, b_m)
         # spots touching the region: its mask at the pixels of the weighted blobs
         inside = (spot_px >= x) & (spot_px < x + bw) & (spot_py >= y) & (spot_py < y + bh)
@@ -660,15 +671,19 @@ def measure_pigmentation(
     region_boxes = {name: measured_box(*_mask_box(np.asarray(m), (aw, ah))) for name, m in masks.items()}
     # the face pools the regions (as texture and wrinkles do), not the whole skin mask: neck,
     # ears, nose and hairline come and go with framing and are no treatment area
+    region_totals = {name: region_sums(*b) for name, b in region_boxes.items()}
     if masks:
         face_zone = np.zeros((ah, aw), bool)
         for reg, x, y in region_boxes.values():
             face_zone[y:y + reg.shape[0], x:x + reg.shape[1]] |= reg
         x, y, bw, bh = cv2.boundingRect(face_zone.view(np.uint8))
-        face = region_metrics(None, face_zone[y:y + bh, x:x + bw], x, y)
+        totals = sum(region_totals.values())
+        # regions that do not overlap (the usual case): the face's sums are the sum of theirs
+        disjoint = totals[0] == np.count_nonzero(face_zone)
+        face = region_metrics(None, face_zone[y:y + bh, x:x + bw], x, y, totals if disjoint else None)
     else:
         face = region_metrics(None, interior, 0, 0)
-    regions = {name: region_metrics(name, *b) for name, b in region_boxes.items()}
+    regions = {name: region_metrics(name, *b, region_totals[name]) for name, b in region_boxes.items()}
 
     # ---- spots list; the full-size maps are made when first read (see _GridMaps)
     sx, sy = w / aw, h / ah
