@@ -294,12 +294,22 @@ def _mask_box(mask: np.ndarray, size_wh: tuple[int, int]) -> tuple[np.ndarray, i
     return small[y:y + bh, x:x + bw], x, y
 
 
-def _indices(lin: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Linear RGB (clipped to 1e-4..1) -> (CIELAB, melanin index M, erythema index E), float32."""
+def _lab(lin: np.ndarray) -> np.ndarray:
+    """Linear RGB (H, W, 3) clipped to 1e-4..1 -> CIELAB, float32."""
+    # within 0..1, where linear_to_lab takes OpenCV's conversion too (after a min/max scan)
+    return cv2.cvtColor(lin, cv2.COLOR_LRGB2Lab)
+
+
+def _melanin_erythema(lin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Linear RGB (clipped to 1e-4..1) -> (melanin index M, erythema index E), float32."""
     ln_r, ln_g = cv2.log(cv2.extractChannel(lin, 0)), cv2.log(cv2.extractChannel(lin, 1))
     k10 = np.float32(100.0 / _LN10)
-    # within 0..1, where linear_to_lab takes OpenCV's conversion too (after a min/max scan)
-    return cv2.cvtColor(lin, cv2.COLOR_LRGB2Lab), ln_r * -k10, (ln_r - ln_g) * k10
+    return ln_r * -k10, (ln_r - ln_g) * k10
+
+
+def _indices(lin: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Linear RGB (clipped to 1e-4..1) -> (CIELAB, melanin index M, erythema index E), float32."""
+    return (_lab(lin), *_melanin_erythema(lin))
 
 
 class _Background:
@@ -463,9 +473,9 @@ def measure_pigmentation(
             detect = interior & ~bad
             edge_w *= detect
 
-    # ---- per-pixel quantities: L*, a*, b*, M, E
+    # ---- per-pixel quantities: M, E (L*, a*, b* only where needed: at spots and in the regions)
     lin = np.clip(lin, 1e-4, 1.0)
-    lab, mel, ery = _indices(lin)
+    mel, ery = _melanin_erythema(lin)
 
     # ---- local background on a 1 mm grid, two passes
     gw, gh = max(4, round(aw / ppm)), max(4, round(ah / ppm))
@@ -524,7 +534,7 @@ def measure_pigmentation(
         keep = size_ok[ids]  # the many small candidates from grain and mottling go no further
         idx, ids = idx[keep], ids[keep]
         cnt = np.maximum(np.bincount(ids, minlength=n_s), 1).astype(np.float64)
-        lab_flat = lab.reshape(-1, 3)[idx]
+        lab_flat = _lab(lin.reshape(1, -1, 3)[:, idx]).reshape(-1, 3)  # one row: OpenCV's vector path
         mean_lab = np.stack([np.bincount(ids, lab_flat[:, c], n_s) for c in range(3)], 1) / cnt[:, None]
         py, px = np.divmod(idx, aw)
         mx = np.bincount(ids, px, n_s) / cnt
@@ -589,24 +599,26 @@ def measure_pigmentation(
     # cells of f x f analysis pixels (f integer): a box's cells are those of its f-aligned window
     f = aw // gw
     whole_cells = f * gw == aw and f * gh == ah
-    lab_l, lab_b = cv2.extractChannel(lab, 0), cv2.extractChannel(lab, 2)
     spot_regions: dict[int, list[str]] = {}
 
-    def sums(planes: tuple[np.ndarray, ...], weight: np.ndarray, sl: tuple[slice, slice]) -> list[float]:
-        """Sums of full-grid planes over the box ``sl`` weighted by a 0/1 float32 mask of it: a
-        product and a (double) sum per plane are ~10x faster than ``cv2.mean`` with a mask."""
-        prod = np.empty_like(weight)  # one buffer: fresh memory per product costs as much again
-        return [cv2.sumElems(cv2.multiply(plane[sl], weight, dst=prod))[0] for plane in planes]
+    def sums(planes: tuple[np.ndarray, ...], weight: np.ndarray) -> list[float]:
+        """Sums of planes (boxes) weighted by a 0/1 float32 mask of the box: a product and a
+        (double) sum per plane are ~10x faster than ``cv2.mean`` with a mask."""
+        prod = np.empty_like(weight)  # one buffer: fresh memory costs page faults
+        return [cv2.sumElems(cv2.multiply(plane, weight, dst=prod))[0] for plane in planes]
 
     def region_sums(reg: np.ndarray, x: int, y: int) -> np.ndarray:
         """Of a region (bool box of the analysis grid, top left at x, y): its pixel count, the
         count of its plain skin (no spot or red area), the sums of M, E and the soft spot and red
         weights over it, and of L* and b* over its plain skin."""
+        if not reg.size:
+            return np.zeros(8)
         sl = (slice(y, y + reg.shape[0]), slice(x, x + reg.shape[1]))
         plain = reg & ~spot_a[sl] & ~red_a[sl]
+        lab_l, _, lab_b = cv2.split(_lab(lin[sl]))  # L*, b* are needed in the regions' boxes only
         return np.array([np.count_nonzero(reg), np.count_nonzero(plain),
-                         *sums((mel, ery, spot_soft, red_soft), reg.view(np.uint8).astype(np.float32), sl),
-                         *sums((lab_l, lab_b), plain.view(np.uint8).astype(np.float32), sl)])
+                         *sums((mel[sl], ery[sl], spot_soft[sl], red_soft[sl]), reg.view(np.uint8).astype(np.float32)),
+                         *sums((lab_l, lab_b), plain.view(np.uint8).astype(np.float32))])
 
     def region_metrics(name: str | None, reg: np.ndarray, x: int, y: int,
                        totals: np.ndarray | None = None) -> PigmentationMetrics:
@@ -626,7 +638,7 @@ def measure_pigmentation(
         if n_pl >= 0.05 * n:
             l_m, b_m = (float(v) / n_pl for v in totals[6:8])
         else:
-            l_m, b_m = (v / n for v in sums((lab_l, lab_b), reg_u8.astype(np.float32), sl))
+            l_m, _, b_m, _ = cv2.mean(_lab(lin[sl]), mask=reg_u8)
         ita = ita_degrees(l_m, b_m)
         # spots touching the region: its mask at the pixels of the weighted blobs
         inside = (spot_px >= x) & (spot_px < x + bw) & (spot_py >= y) & (spot_py < y + bh)
