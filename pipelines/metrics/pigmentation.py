@@ -328,7 +328,8 @@ class _Background:
 
     def cells(self, lin: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Weighted sum (per cell, divided by the cell size) of reflectance, and of the weight."""
-        num = cv2.resize(cv2.multiply(lin, cv2.merge([weight] * 3)), self.grid_wh, interpolation=cv2.INTER_AREA)
+        w3 = cv2.merge([weight] * 3)
+        num = cv2.resize(cv2.multiply(lin, w3, dst=w3), self.grid_wh, interpolation=cv2.INTER_AREA)
         den = cv2.resize(weight, self.grid_wh, interpolation=cv2.INTER_AREA)
         return num, den
 
@@ -462,8 +463,11 @@ def measure_pigmentation(
         raise InvalidInput("the skin mask is empty (after removing its border)", field="skin_mask")
     # weight 0 at the border, 1 from edge_ramp_mm further in: a mask edge that moves between two
     # photos (landmarks, hair, lighting) only moves spots and red areas near it a little
-    dist = cv2.distanceTransform(skin_a.view(np.uint8), cv2.DIST_L2, 5)
-    edge_w = (dist - np.float32(p.border_mm * ppm)) * np.float32(1.0 / max(p.edge_ramp_mm * ppm, 1e-6))
+    # (in place: every fresh full-grid array costs ~1 ms of page faults here, so the arrays of
+    # this function are reused or freed early where that is easy)
+    edge_w = cv2.distanceTransform(skin_a.view(np.uint8), cv2.DIST_L2, 5)
+    edge_w -= np.float32(p.border_mm * ppm)
+    edge_w *= np.float32(1.0 / max(p.edge_ramp_mm * ppm, 1e-6))
     np.clip(edge_w, 0.0, 1.0, out=edge_w)
     edge_w *= interior
     detect = interior
@@ -483,8 +487,9 @@ def measure_pigmentation(
     num1, den1 = bgr.cells(lin, detect.view(np.uint8).astype(np.float32))
     k_mel = np.float32(p.melanin_crosstalk)
     bg_mel, bg_ery = bgr.upsample_mel_ery(bgr.smooth(num1, den1))
-    d_mel = mel - bg_mel
-    d_red = (ery - bg_ery) - k_mel * d_mel
+    d_mel = np.subtract(mel, bg_mel, out=bg_mel)
+    d_red = np.subtract(ery, bg_ery, out=bg_ery)
+    d_red -= k_mel * d_mel
     # second pass without the first pass's spots and red areas (and 1 mm around them). The
     # exclusion is soft, a ramp over 0.5-1.5x each threshold: a hard cut let a broad, faintly red
     # cheek flip in or out of the background as a whole under a 15 % exposure change, and the
@@ -496,10 +501,12 @@ def measure_pigmentation(
     r_ex = max(1, round(1.0 * ppm))
     keep_bg = cv2.erode(keep_bg, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r_ex + 1,) * 2))
     num2, den2 = bgr.cells(lin, keep_bg)
+    del keep_bg, d_mel, d_red
     bg_grid = bgr.smooth(num2, den2)
     bg_mel, bg_ery = bgr.upsample_mel_ery(bg_grid)
-    d_mel = mel - bg_mel
-    d_red = (ery - bg_ery) - k_mel * d_mel
+    d_mel = np.subtract(mel, bg_mel, out=bg_mel)
+    d_red = np.subtract(ery, bg_ery, out=bg_ery)
+    d_red -= k_mel * d_mel
 
     # ---- brown spots
     def area_px(d_mm: float) -> float:
@@ -512,9 +519,11 @@ def measure_pigmentation(
     # at half its own contrast, and a dark neighbour further than the window does not matter
     d_soft = cv2.GaussianBlur(d_mel, (0, 0), max(0.5, p.peak_smoothing_mm * ppm))
     k = 2 * max(1, round(p.spot_peak_window_mm * ppm)) + 1
-    local_peak = cv2.dilate(d_soft, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
-    cut = np.maximum(local_peak * np.float32(0.5), np.float32(p.spot_seed_melanin))
+    cut = cv2.dilate(d_soft, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))  # the local peak
+    cut *= np.float32(0.5)
+    np.maximum(cut, np.float32(p.spot_seed_melanin), out=cut)
     dark = (d_mel >= cut) & detect
+    del cut
     # BBDT (CCL_GRANA): the same labels and stats as the default algorithm, in half the time
     n_s, lab_s, st_s, cen_s = cv2.connectedComponentsWithStatsWithAlgorithm(
         dark.view(np.uint8), 8, cv2.CV_32S, cv2.CCL_GRANA)
@@ -574,6 +583,7 @@ def measure_pigmentation(
     spot_soft = np.zeros((ah, aw), np.float32)
     spot_soft.ravel()[idx] = spot_w.astype(np.float32)[ids] * edge_w.ravel()[idx]
     spot_py, spot_px = np.divmod(idx, aw)
+    del d_mel, d_soft, lab_s, dark
 
     # ---- red areas: melanin-corrected erythema excess
     # components at the ramp's low end; each pixel counts by a ramp of its excess around
@@ -587,6 +597,7 @@ def measure_pigmentation(
     red_ok = st_r[:, cv2.CC_STAT_AREA] >= area_px(p.red_min_diameter_mm)
     red_ok[0] = False
     red_in = np.take(red_ok, lab_r)
+    del lab_r
     red_a = red_in & (d_red >= p.red_min_excess)
     red_soft = _up32(d_red, p.red_min_excess, sf)
     red_soft *= red_in
