@@ -692,9 +692,9 @@ def measure_pigmentation(
         return mask & interior[y:y + mask.shape[0], x:x + mask.shape[1]], x, y
 
     region_boxes = {name: measured_box(*_mask_box(np.asarray(m), (aw, ah))) for name, m in masks.items()}
+    region_totals = {name: region_sums(*b) for name, b in region_boxes.items()}
     # the face pools the regions (as texture and wrinkles do), not the whole skin mask: neck,
     # ears, nose and hairline come and go with framing and are no treatment area
-    region_totals = {name: region_sums(*b) for name, b in region_boxes.items()}
     if masks:
         face_zone = np.zeros((ah, aw), bool)
         for reg, x, y in region_boxes.values():
