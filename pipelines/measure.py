@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from pipelines.canonical import CanonicalFrame
-from pipelines.metrics.colour import linear_to_srgb8, normalize_colour
+from pipelines.metrics.colour import normalize_colour
 from pipelines.metrics.luminance import skin_luminance
 from pipelines.metrics.pigmentation import PigmentationParams, measure_pigmentation
 from pipelines.metrics.texture import measure_texture
@@ -154,7 +154,6 @@ def measure_face(frame: CanonicalFrame, skin: np.ndarray, regions: dict[str, Reg
     fit_skin = skin & zone if np.count_nonzero(skin & zone) >= 1000 else skin
     linear, correction = normalize_colour(frame.rgb, fit_skin, reference_mask=sclera_mask(frame, skin),
                                           card_gains=card_gains)
-    normalised8 = linear_to_srgb8(linear)
 
     # A spot must span a few of the photo's own pixels, not just of the upsampled frame.
     min_spot_mm = max(PigmentationParams.spot_min_diameter_mm, MIN_SPOT_NATIVE_PX / frame.native_px_per_mm)
@@ -167,10 +166,11 @@ def measure_face(frame: CanonicalFrame, skin: np.ndarray, regions: dict[str, Reg
         clipped = cv2.dilate(clipped.view(np.uint8), np.ones((2 * grow + 1, 2 * grow + 1), np.uint8)) > 0
     pig = measure_pigmentation(linear, masks, k, skin_mask=skin, unreliable=clipped,
                                params=PigmentationParams(spot_min_diameter_mm=min_spot_mm))
-    lum = skin_luminance(normalised8, skin, k, masks)
-    tex = measure_texture(normalised8, masks, k, skin_mask=skin, native_px_per_mm=frame.native_px_per_mm,
+    # texture and wrinkles read L* straight from the normalised linear RGB (no 8-bit round trip)
+    lum = skin_luminance(linear, skin, k, masks)
+    tex = measure_texture(linear, masks, k, skin_mask=skin, native_px_per_mm=frame.native_px_per_mm,
                           luminance=lum)
-    wr = measure_wrinkles(normalised8, masks, k, skin_mask=skin, priors=wrinkle_priors(frame, regions),
+    wr = measure_wrinkles(linear, masks, k, skin_mask=skin, priors=wrinkle_priors(frame, regions),
                           native_px_per_mm=frame.native_px_per_mm, luminance=lum)
 
     face = {

@@ -218,3 +218,13 @@ def test_saturation_is_reported_and_inputs_validated():
         normalize_colour(img, skin[:-1])
     with pytest.raises(InvalidInput):
         normalize_colour(img, skin.astype(np.uint8))
+
+
+def test_lighting_grid_bins_by_a_whole_number_when_one_divides_both_sides():
+    from pipelines.metrics.colour import _grid_shape
+
+    assert _grid_shape(1800, 1400, 96) == (90, 70)      # the canonical frame: 20 px per cell
+    assert _grid_shape(1800, 1400, 256) == (225, 175)   # 8 px per cell
+    assert _grid_shape(50, 40, 96) == (50, 40)          # small enough already: no binning
+    rows, cols = _grid_shape(997, 1000, 96)              # no whole number divides both (997 is prime)
+    assert max(rows, cols) <= 96 and abs(rows / cols - 997 / 1000) < 0.02

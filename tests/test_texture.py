@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pipelines.errors import InvalidInput
-from pipelines.metrics.luminance import fill_outside, lstar_from_srgb8, skin_luminance
+from pipelines.metrics.luminance import fill_outside, lstar_from_linear, lstar_from_srgb8, skin_luminance
 from pipelines.metrics.texture import TextureParams, measure_texture
 from pipelines.synthetic.pores import plant_pores, random_pores
 from pipelines.synthetic.skin import lab_to_srgb8, skin_lab
@@ -157,6 +157,22 @@ def test_shine_measures_specular_area():
     assert all(b > a for a, b in zip(shine, shine[1:]))
 
 
+def test_linear_rgb_measures_as_its_srgb_encoding(pored):
+    """The pipeline hands over the colour-normalised linear RGB, not an 8-bit copy: pores and
+    roughness come out as from the sRGB encoding of the same pixels (L* without the 8-bit
+    rounding), and so does shine."""
+    from pipelines.metrics.colour import srgb_to_linear
+
+    ppm, rgb, _, res = pored
+    lin = texture(srgb_to_linear(rgb), ppm).face
+    assert lin.pore_count == pytest.approx(res.face.pore_count, abs=2)
+    assert lin.pore_diameter_mm == pytest.approx(res.face.pore_diameter_mm, rel=0.02)
+    assert lin.roughness == pytest.approx(res.face.roughness, rel=0.02)
+    shiny = lab_to_srgb8(highlight(patch(10.0, seed=6), 60))
+    assert texture(srgb_to_linear(shiny), 10.0).face.shine_pct == pytest.approx(
+        texture(shiny, 10.0).face.shine_pct, abs=0.05)
+
+
 def test_pores_unresolved_at_low_native_resolution(pored):
     ppm, rgb, _, _ = pored
     res = texture(rgb, ppm, native_px_per_mm=5.0)  # e.g. a 10 px/mm frame upsampled from 5 px/mm
@@ -211,6 +227,13 @@ def test_lstar_and_fill():
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
     assert np.abs(lstar_from_srgb8(rgb) - rgb2lab(rgb)[..., 0]).max() < 2e-3
+    # linear RGB: the same L* as its sRGB encoding; channels above 1 count as 1
+    lin = rng.uniform(0.0, 1.0, (40, 50, 3)).astype(np.float32)
+    lin[0, :5] = (0.0, 0.0, 0.0)
+    lin[1, :5] = (1.3, 1.2, 1.1)
+    srgb = np.clip(np.where(lin <= 0.0031308, 12.92 * lin, 1.055 * np.maximum(lin, 0.0031308) ** (1 / 2.4) - 0.055), 0, 1)
+    assert np.abs(lstar_from_linear(lin) - rgb2lab(srgb)[..., 0]).max() < 2e-3
+    assert lstar_from_linear(lin)[1, 0] == pytest.approx(100.0, abs=1e-3)
     values = np.full((200, 200), 50.0, np.float32)
     mask = np.zeros((200, 200), bool)
     mask[50:150, 50:150] = True
@@ -225,7 +248,7 @@ def test_invalid_inputs_are_rejected():
     m = np.ones((20, 20), bool)
     rgb = np.zeros((20, 20, 3), np.uint8)
     with pytest.raises(InvalidInput):
-        measure_texture(rgb.astype(np.float32), {"a": m}, 10.0, skin_mask=m)
+        measure_texture(rgb.astype(np.float64), {"a": m}, 10.0, skin_mask=m)   # linear RGB is float32
     with pytest.raises(InvalidInput):
         measure_texture(rgb, {"a": m[:10]}, 10.0, skin_mask=m)
     with pytest.raises(InvalidInput):

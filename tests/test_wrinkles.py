@@ -233,6 +233,16 @@ def test_shared_luminance_gives_identical_results(lined):
     assert again.face == res.face
 
 
+def test_linear_rgb_measures_as_its_srgb_encoding(lined):
+    from pipelines.metrics.colour import srgb_to_linear
+
+    rgb, _, res = lined
+    lin = wrinkles(srgb_to_linear(rgb)).face
+    assert lin.wrinkle_count == res.face.wrinkle_count
+    assert lin.wrinkle_length_mm_per_cm2 == pytest.approx(res.face.wrinkle_length_mm_per_cm2, rel=0.02)
+    assert lin.wrinkle_depth_index == pytest.approx(res.face.wrinkle_depth_index, rel=0.02)
+
+
 def test_invalid_inputs_are_rejected():
     m = np.ones((20, 20), bool)
     rgb = np.zeros((20, 20, 3), np.uint8)

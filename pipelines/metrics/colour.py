@@ -210,9 +210,10 @@ def _grid_shape(h: int, w: int, max_side: int) -> tuple[int, int]:
     whole number of pixels per cell divides both sides, that grid: OpenCV's INTER_AREA is about
     10x faster for a whole-number factor (the 1400 x 1800 canonical frame bins by 20 into 70 x 90
     cells for the lighting fit)."""
-    k = -(-max(h, w) // max_side)
-    if k > 1 and h % k == 0 and w % k == 0:
-        return h // k, w // k
+    k0 = -(-max(h, w) // max_side)
+    for k in range(k0, 2 * k0 + 1) if k0 > 1 else ():   # the finest such grid, if one is near
+        if h % k == 0 and w % k == 0:
+            return h // k, w // k
     s = min(1.0, max_side / max(h, w))
     return max(1, round(h * s)), max(1, round(w * s))
 

@@ -1,7 +1,8 @@
 """Luminance (CIE L*) and the small array helpers shared by the texture and wrinkle metrics.
 
-Everything here is a pure function on numpy arrays. Images are sRGB ``uint8`` (H, W, 3); luminance
-maps are ``float32`` (H, W) in CIE L* units (0-100, D65); masks are ``bool`` (H, W).
+Everything here is a pure function on numpy arrays. Images are sRGB ``uint8`` (H, W, 3) or linear
+RGB ``float32`` (H, W, 3) (the colour-normalised frame, taken as is: no 8-bit round trip);
+luminance maps are ``float32`` (H, W) in CIE L* units (0-100, D65); masks are ``bool`` (H, W).
 """
 from __future__ import annotations
 
@@ -53,11 +54,48 @@ def lstar_from_srgb8(rgb: np.ndarray) -> np.ndarray:
     return lstar
 
 
+def lstar_from_linear(linear: np.ndarray) -> np.ndarray:
+    """CIE L* (D65, 0-100) of a linear RGB ``float32`` image (H, W, 3), as ``float32`` (H, W).
+    Channels above 1 (highlights after normalisation) count as 1, as an 8-bit encoding would
+    clip them. In bands of rows, like :func:`lstar_from_srgb8`."""
+    h, w = linear.shape[:2]
+    y = np.empty((h, w), np.float32)
+    out = np.empty((h, w), np.float32)
+    rows = max(1, _BAND_BYTES // (12 * w))
+    for r0 in range(0, h, rows):
+        r1 = min(h, r0 + rows)
+        _, band = cv2.threshold(linear[r0:r1], 1.0, 1.0, cv2.THRESH_TRUNC)
+        yb = cv2.transform(band, _Y_ROW)
+        y[r0:r1] = yb[..., 0] if yb.ndim == 3 else yb
+        lb = out[r0:r1]
+        cv2.pow(y[r0:r1], 1.0 / 3.0, dst=lb)
+        lb *= 116.0
+        lb -= 16.0
+    dark = np.flatnonzero(cv2.compare(y, _EPS, cv2.CMP_LE).view(bool))
+    if dark.size:
+        out.reshape(-1)[dark] = y.reshape(-1)[dark] * _KAPPA
+    return out
+
+
+def lstar(image: np.ndarray) -> np.ndarray:
+    """CIE L* of an sRGB ``uint8`` or linear ``float32`` image (see :func:`check_image`)."""
+    return lstar_from_srgb8(image) if image.dtype == np.uint8 else lstar_from_linear(image)
+
+
 def check_rgb8(rgb: np.ndarray) -> np.ndarray:
     """Validate an sRGB image: ``uint8`` (H, W, 3). Returns it C-contiguous."""
-    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8:
+        raise InvalidInput(f"expected an sRGB uint8 array (H, W, 3), got {getattr(rgb, 'dtype', type(rgb))}",
+                           field="rgb")
+    return check_image(rgb)
+
+
+def check_image(rgb: np.ndarray) -> np.ndarray:
+    """Validate an image: sRGB ``uint8`` or linear RGB ``float32``, (H, W, 3). Returns it
+    C-contiguous."""
+    if not isinstance(rgb, np.ndarray) or rgb.dtype not in (np.uint8, np.float32) or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise InvalidInput(
-            f"expected an sRGB uint8 array (H, W, 3), got {getattr(rgb, 'dtype', type(rgb))} "
+            f"expected an sRGB uint8 or linear RGB float32 array (H, W, 3), got {getattr(rgb, 'dtype', type(rgb))} "
             f"{getattr(rgb, 'shape', '')}",
             field="rgb",
         )
@@ -78,7 +116,7 @@ def check_inputs(
     Returns (rgb, masks, skin_mask) with masks as C-contiguous ``bool`` arrays of the image's
     height and width. Raises :class:`~pipelines.errors.InvalidInput`.
     """
-    rgb = check_rgb8(rgb)
+    rgb = check_image(rgb)
     hw = rgb.shape[:2]
     if not (isinstance(px_per_mm, (int, float)) and math.isfinite(px_per_mm) and px_per_mm > 0):
         raise InvalidInput(f"px_per_mm must be a positive number, got {px_per_mm!r}", field="px_per_mm")
@@ -301,6 +339,6 @@ def skin_luminance(
         if box is None:
             return None
     y0, y1, x0, x1 = box
-    lstar = lstar_from_srgb8(rgb[y0:y1, x0:x1])
-    filled = fill_outside(lstar, np.ascontiguousarray(skin[y0:y1, x0:x1]), px_per_mm)
-    return SkinLuminance(box, lstar, filled, (h, w), float(px_per_mm))
+    lum = lstar(rgb[y0:y1, x0:x1])
+    filled = fill_outside(lum, np.ascontiguousarray(skin[y0:y1, x0:x1]), px_per_mm)
+    return SkinLuminance(box, lum, filled, (h, w), float(px_per_mm))

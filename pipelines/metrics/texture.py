@@ -37,6 +37,7 @@ from functools import cached_property
 import cv2
 import numpy as np
 
+from pipelines.metrics.colour import linear_to_srgb8
 from pipelines.metrics.luminance import (
     analysis_box,
     area_cm2,
@@ -153,8 +154,8 @@ def measure_texture(
 ) -> TextureResult:
     """Roughness, pores and shine per region of the canonical frame.
 
-    ``rgb`` sRGB uint8 (H, W, 3); ``masks`` region name -> bool (H, W); ``px_per_mm`` the frame's
-    scale; ``skin_mask`` bool (H, W); ``native_px_per_mm`` the photo's own scale when the frame
+    ``rgb`` sRGB uint8 or linear RGB float32 (H, W, 3); ``masks`` region name -> bool (H, W);
+    ``px_per_mm`` the frame's scale; ``skin_mask`` bool (H, W); ``native_px_per_mm`` the photo's own scale when the frame
     was resampled from it (None: same as ``px_per_mm``); ``luminance`` an optional
     :func:`~pipelines.metrics.luminance.skin_luminance` of the same frame, to share the L*
     conversion with the wrinkle metrics (recomputed when it does not cover the masks).
@@ -391,6 +392,7 @@ def _detect_pores(Lf: np.ndarray, skin: np.ndarray, ppm: float, ppm_eff: float, 
 
 def _shine_map(rgb: np.ndarray, L: np.ndarray, skin: np.ndarray, p: TextureParams) -> np.ndarray:
     """uint8 0/1 map of specular pixels (bright and desaturated relative to the skin itself).
+    ``rgb`` sRGB uint8 or linear float32 (saturation is judged on the sRGB encoding).
 
     The HSV saturation is computed only where it is read, on the sparse sample and at the bright
     skin pixels: converting the whole crop cost ~3.5 ms of ~10 (12 MP photo)."""
@@ -399,7 +401,8 @@ def _shine_map(rgb: np.ndarray, L: np.ndarray, skin: np.ndarray, p: TextureParam
     ls = L[::step, ::step][sm]
     if ls.size < 50:
         return np.zeros(L.shape, np.uint8)
-    ss = _saturation(_subsample_rgb(rgb, step))[sm]
+    sample = _subsample_rgb(rgb, step) if rgb.dtype == np.uint8 else linear_to_srgb8(rgb[::step, ::step])
+    ss = _saturation(sample)[sm]
     med_l = float(np.median(ls))
     mad_l = float(np.median(np.abs(ls - med_l))) * 1.4826
     l_thr = med_l + max(p.shine_min_delta_l, p.shine_k_mad * mad_l)
@@ -408,7 +411,8 @@ def _shine_map(rgb: np.ndarray, L: np.ndarray, skin: np.ndarray, p: TextureParam
     idx = np.flatnonzero(bright.view(bool))
     if idx.size:
         ys, xs = np.divmod(idx, L.shape[1])
-        pale = _saturation(rgb[ys, xs][:, None, :])[:, 0] <= s_thr
+        px = rgb[ys, xs][:, None, :]
+        pale = _saturation(px if px.dtype == np.uint8 else linear_to_srgb8(px))[:, 0] <= s_thr
         bright.reshape(-1)[idx[~pale]] = 0
     return bright
 

@@ -252,8 +252,8 @@ def measure_wrinkles(
 ) -> WrinkleResult:
     """Wrinkle density, length, depth index and count per region of the canonical frame.
 
-    ``rgb`` sRGB uint8 (H, W, 3); ``masks`` region name -> bool (H, W); ``px_per_mm`` the frame's
-    scale; ``skin_mask`` bool (H, W); ``priors`` region name -> :class:`OrientationPrior`
+    ``rgb`` sRGB uint8 or linear RGB float32 (H, W, 3); ``masks`` region name -> bool (H, W);
+    ``px_per_mm`` the frame's scale; ``skin_mask`` bool (H, W); ``priors`` region name -> :class:`OrientationPrior`
     (regions without one accept every direction; see :func:`default_priors`);
     ``native_px_per_mm`` the photo's own scale (lines narrower than 2 native px are not
     searched); ``luminance`` an optional :func:`~pipelines.metrics.luminance.skin_luminance`
