@@ -12,7 +12,8 @@ import numpy as np
 from pipelines import PIPELINE_VERSION
 from pipelines.canonical import CanonicalFrame, FrameSpec, LANDMARK_NAMES, build_frame, eye_geometry
 from pipelines.colour_card import CardSearch, ColourCard, find_colour_card
-from pipelines.decode import DEFAULT_LIMITS, DecodedImage, DecodeLimits, choose_reduction, decode_image, probe_image
+from pipelines.decode import (DEFAULT_LIMITS, DecodedImage, DecodeLimits, choose_reduction, decode_image,
+                              probe_image, reduce_decoded)
 from pipelines.errors import ImageRejected
 from pipelines.face_detection import FaceDetection, FaceDetector, select_primary
 from pipelines.measure import measure_face
@@ -151,14 +152,24 @@ class Analyzer:
         cfg = self.config
         info = probe_image(data, limits=cfg.limits)
         r_detect = max([r for r in (1, 2, 4, 8) if max(info.width, info.height) / r >= cfg.detection_side] or [1])
-        decoded = decode_image(data, reduction=r_detect, limits=cfg.limits)
+        full = None
+        if info.format == "jpeg" or r_detect == 1:
+            # a JPEG is reduced while it is decoded (DCT scaling): the face is found on a cheap
+            # small decode, and the photo decoded again at the frame's resolution only if needed
+            decoded = decode_image(data, reduction=r_detect, limits=cfg.limits)
+        else:
+            # other formats (PNG, TIFF, HEIF) decode whole whatever the reduction: once, then
+            # reduced in memory (a 12 MP HEIF decode takes ~0.5 s)
+            full = decode_image(data, limits=cfg.limits)
+            decoded = reduce_decoded(full, r_detect)
         _require_colour(decoded)
         located = self.locate_face(decoded)
         detection_decode = decoded     # the colour card is searched on this small decode too
         _, ipd_px, _ = eye_geometry(located.face.landmarks)
         r_frame = min(r_detect, choose_reduction(ipd_px / cfg.frame.ipd_mm, cfg.frame.px_per_mm))
         if r_frame != decoded.reduction:
-            decoded = decode_image(data, reduction=r_frame, limits=cfg.limits)
+            decoded = (reduce_decoded(full, r_frame) if full is not None
+                       else decode_image(data, reduction=r_frame, limits=cfg.limits))
         frame = build_frame(decoded.rgb, located.face.landmarks, cfg.frame, image_scale=1.0 / decoded.reduction)
         skin, _ = skin_mask(frame)
         regions = build_regions(frame, skin)

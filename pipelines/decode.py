@@ -39,7 +39,7 @@ import hashlib
 import io
 import math
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import cv2
@@ -170,6 +170,22 @@ def decode_image(data: bytes, *, reduction: int = 1,
     rgb.flags.writeable = False  # whatever the path (some are Pillow's read-only buffers): one rule
     return DecodedImage(rgb=rgb, info=info, reduction=reduction,
                         sha256=hashlib.sha256(data).hexdigest(), icc_converted=converted)
+
+
+def reduce_decoded(decoded: DecodedImage, reduction: int) -> DecodedImage:
+    """A full-resolution decode area-averaged down by ``reduction`` (1, 2, 4 or 8), as
+    :func:`decode_image` would give it for formats other than JPEG (which decode whole whatever
+    the reduction): decode such a photo once, and reduce the pixels for every smaller use."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if decoded.reduction != 1:
+        raise ValueError("only a full-resolution decode can be reduced")
+    if reduction == 1:
+        return decoded
+    info = decoded.info
+    rgb = np.ascontiguousarray(_resize_exact(decoded.rgb, (-(-info.width // reduction), -(-info.height // reduction))))
+    rgb.flags.writeable = False
+    return replace(decoded, rgb=rgb, reduction=reduction)
 
 
 def choose_reduction(full_px_per_mm: float, needed_px_per_mm: float) -> int:

@@ -220,6 +220,21 @@ def test_landmarks_on_annotated_dev_photos(analyzer, dev_photos):
     assert errors.max() < 0.10
 
 
+def test_a_png_is_decoded_once(analyzer, render_bytes, baseline, monkeypatch):
+    """PNG, TIFF and HEIF decode whole whatever the reduction: the face is found on the full
+    decode reduced in memory, not on a second decode, with the same result."""
+    import pipelines.analysis as analysis
+
+    ok, buf = cv2.imencode(".png", _rgb(render_bytes)[..., ::-1])
+    calls = []
+    real = analysis.decode_image
+    monkeypatch.setattr(analysis, "decode_image", lambda *a, **k: calls.append(k.get("reduction", 1)) or real(*a, **k))
+    doc = analyzer.analyze(buf.tobytes()).document
+    assert calls == [1]
+    assert doc["image"]["format"] == "png" and doc["image"]["decode_reduction"] == 1
+    assert np.abs(_eyes(doc) - _eyes(baseline)).max() < 0.03 * _ipd(baseline)
+
+
 @pytest.mark.parametrize("of_gate", [0.85, 0.25])
 def test_a_face_under_the_resolution_gate_is_found_and_called_too_small(of_gate):
     """The detector first skips faces too small to pass the gate, but not those just under it

@@ -382,6 +382,31 @@ def test_reduced_sizes_are_exact_ceilings(fmt):
         assert (out.info.width, out.info.height) == (403, 301)  # info stays full resolution
 
 
+@pytest.mark.parametrize("orientation", [1, 6])
+@pytest.mark.parametrize("fmt", ["PNG", "TIFF"])
+def test_reducing_a_full_decode_gives_the_reduced_decode(fmt, orientation):
+    """Formats other than JPEG decode whole whatever the reduction, so the analysis decodes them
+    once and reduces the pixels: the same pixels as a reduced decode (to a rounding, for a turned
+    photo of odd size)."""
+    stored = with_orientation(smooth_scene(301, 403), orientation)
+    kw = {"tiffinfo": {274: orientation}} if fmt == "TIFF" else {"exif": exif_bytes(orientation)}
+    data = encode(stored, fmt, **kw)
+    full = decode_image(data)
+    for r in (1, 2, 4, 8):
+        got = d.reduce_decoded(full, r)
+        want = decode_image(data, reduction=r)
+        assert got.reduction == r and got.info == want.info and got.sha256 == want.sha256
+        if orientation == 1:
+            assert np.array_equal(got.rgb, want.rgb)
+        else:   # turned before or after an area average of odd sizes: a rare rounding apart
+            assert np.abs(got.rgb.astype(int) - want.rgb).max() <= 1 and np.mean(got.rgb != want.rgb) < 1e-3
+        assert not got.rgb.flags.writeable
+    with pytest.raises(ValueError):
+        d.reduce_decoded(d.reduce_decoded(full, 2), 2)     # only a full decode is reduced
+    with pytest.raises(ValueError):
+        d.reduce_decoded(full, 3)
+
+
 @pytest.mark.parametrize("fmt", ["JPEG", "WEBP"])
 def test_reduced_content_matches_downscaled_full_decode(fmt):
     data = encode(smooth_scene(), fmt, quality=92)
