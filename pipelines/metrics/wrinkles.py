@@ -567,7 +567,11 @@ def _distance_inside_mm(skin: np.ndarray, origin: tuple[int, int], shape: tuple[
     box[:sub.shape[0], :sub.shape[1]] = sub
     if f > 1:
         box = cv2.resize(box, (pw // f, ph // f), interpolation=cv2.INTER_AREA)
-    return cv2.distanceTransform(box, cv2.DIST_L2, 5) / np.float32(ppm_g)
+    dist = cv2.distanceTransform(box, cv2.DIST_L2, 5)
+    # a box that is all skin has no non-skin pixel: OpenCV then gives ~FLT_MAX, capped so the
+    # guard's arithmetic does not overflow (any distance this large is "far from the edge")
+    np.minimum(dist, np.float32(1e6), out=dist)
+    return dist / np.float32(ppm_g)
 
 
 def _normalise_to_noise(sc: _Scale, skin: np.ndarray, origin: tuple[int, int], p: WrinkleParams) -> None:
