@@ -164,6 +164,7 @@ class Analyzer:
             decoded = reduce_decoded(full, r_detect)
         _require_colour(decoded)
         located = self.locate_face(decoded)
+        _require_colour(decoded, located.face)
         detection_decode = decoded     # the colour card is searched on this small decode too
         _, ipd_px, _ = eye_geometry(located.face.landmarks)
         r_frame = min(r_detect, choose_reduction(ipd_px / cfg.frame.ipd_mm, cfg.frame.px_per_mm))
@@ -220,12 +221,24 @@ class Analyzer:
         return None if card is None else replace(card, corners=card.corners * decoded.reduction)
 
 
-def _require_colour(decoded: DecodedImage) -> None:
-    """Pigmentation needs colour: refuse grayscale files and colour files with grey content."""
-    grey_modes = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
-    rgb = decoded.rgb[::4, ::4].astype(np.int16)
-    spread = float(np.abs(rgb[..., 0] - rgb[..., 1]).mean() + np.abs(rgb[..., 1] - rgb[..., 2]).mean())
-    if decoded.info.mode in grey_modes or spread < 1.0:
+_GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+
+
+def _require_colour(decoded: DecodedImage, face: FaceDetection | None = None) -> None:
+    """Pigmentation needs colour: refuse grayscale files, and colour files whose content is grey.
+    The content is judged on the face (``face`` in full-resolution px) once it is found: a photo
+    that is mostly a neutral backdrop is still a colour photo."""
+    if decoded.info.mode in _GREY_MODES:
+        raise ImageRejected("grayscale_image", "a colour photo is needed: this one is black and white", retake=True)
+    if face is None:
+        return
+    x, y, w, h = (int(round(v / decoded.reduction)) for v in face.box)
+    crop = decoded.rgb[max(y, 0):max(y + h, 1), max(x, 0):max(x + w, 1)]
+    step = max(1, min(crop.shape[:2]) // 64)        # ~64 x 64 samples are plenty for a mean
+    rgb = crop[::step, ::step].astype(np.int16)
+    spread = float(np.abs(rgb[..., 0] - rgb[..., 1]).mean() + np.abs(rgb[..., 1] - rgb[..., 2]).mean()) \
+        if rgb.size else 0.0
+    if spread < 1.0:
         raise ImageRejected("grayscale_image", "a colour photo is needed: this one is black and white", retake=True)
 
 

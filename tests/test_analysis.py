@@ -142,6 +142,27 @@ def test_grayscale_photo_is_refused(analyzer, render_bytes):
     assert exc.value.code == "grayscale_image"
 
 
+def test_colour_is_judged_on_the_face_not_the_backdrop():
+    """A colour face on a wide neutral backdrop is a colour photo; a grey face is not, whatever
+    surrounds it."""
+    from pipelines.analysis import _require_colour
+    from pipelines.decode import DecodedImage, ImageInfo
+    from pipelines.face_detection import FaceDetection
+
+    canvas = np.full((1000, 2000, 3), 128, np.uint8)            # neutral grey: no colour at all
+    canvas[400:500, 900:1000] = (200, 150, 120)                   # a small skin-coloured face
+    info = ImageInfo("jpeg", 4000, 2000, 1, "RGB", False)
+    decoded = DecodedImage(canvas, info, 2, "0" * 64, False)    # a 1/2 decode: the box is in full px
+    face = FaceDetection(box=(1800.0, 800.0, 200.0, 200.0), confidence=1.0, landmarks={})
+    whole = canvas.astype(np.int16)
+    assert np.abs(whole[..., 0] - whole[..., 1]).mean() < 1.0   # the whole photo looks grey
+    _require_colour(decoded, face)                               # but the face is in colour
+    grey_face = DecodedImage(np.full_like(canvas, 128), info, 2, "0" * 64, False)
+    with pytest.raises(ImageRejected) as exc:
+        _require_colour(grey_face, face)
+    assert exc.value.code == "grayscale_image"
+
+
 def _jpeg_header_claiming(width: int, height: int) -> bytes:
     """A small, valid JPEG whose SOF0 header is patched to claim width x height."""
     data = bytearray(_encode(np.zeros((16, 16, 3), np.uint8)))
