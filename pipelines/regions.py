@@ -88,24 +88,44 @@ def build_regions(frame: CanonicalFrame, skin_mask: np.ndarray) -> dict[str, Reg
     """
     spec = frame.spec
     h, w = skin_mask.shape
-    raw: dict[str, np.ndarray] = {}
+    # each region is rasterised and intersected within its own bounding box: the full-frame
+    # masks are zero elsewhere, and touching 11 x 2 full frames of fresh memory was most of the
+    # cost (page faults)
+    raw: dict[str, tuple[np.ndarray, tuple[int, int, int, int]]] = {}
     polys_px: dict[str, np.ndarray] = {}
     for name, poly_mm in region_polygons_mm(frame).items():
         poly_px = spec.mm_to_px(poly_mm)
-        canvas = np.zeros((h, w), np.uint8)
-        cv2.fillPoly(canvas, [np.round(poly_px).astype(np.int32)], 1)
-        raw[name] = canvas.view(bool)
+        pts = np.round(poly_px).astype(np.int32)
+        x0, y0 = np.clip(pts.min(axis=0), 0, (w, h))
+        x1, y1 = np.clip(pts.max(axis=0) + 1, 0, (w, h))
+        x1, y1 = max(x1, x0), max(y1, y0)           # a polygon wholly outside the frame: empty
+        canvas = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        if canvas.size:
+            cv2.fillPoly(canvas, [pts], 1, offset=(-int(x0), -int(y0)))
+        raw[name] = (canvas.view(bool), (int(y0), int(y1), int(x0), int(x1)))
         polys_px[name] = poly_px
-    raw["forehead"] &= ~raw["glabella"]
+
+    def cut(name: str, other: str) -> None:
+        """Remove ``other``'s pixels from ``name`` (where their boxes overlap)."""
+        a, (ay0, ay1, ax0, ax1) = raw[name]
+        b, (by0, by1, bx0, bx1) = raw[other]
+        y0, y1, x0, x1 = max(ay0, by0), min(ay1, by1), max(ax0, bx0), min(ax1, bx1)
+        if y1 > y0 and x1 > x0:
+            a[y0 - ay0:y1 - ay0, x0 - ax0:x1 - ax0] &= ~b[y0 - by0:y1 - by0, x0 - bx0:x1 - bx0]
+
+    cut("forehead", "glabella")
     for side in ("left", "right"):
-        raw[f"cheek_{side}"] &= ~raw[f"nasolabial_{side}"]
+        cut(f"cheek_{side}", f"nasolabial_{side}")
     px_per_cm2 = (spec.px_per_mm * 10.0) ** 2
-    visible = skin_mask & frame.valid
     regions = {}
     for name in REGION_NAMES:
-        mask = raw[name] & visible
-        n_skin = int(np.count_nonzero(mask))
-        total = int(np.count_nonzero(raw[name]))
+        inside, (y0, y1, x0, x1) = raw[name]
+        mask = np.zeros((h, w), bool)
+        box = mask[y0:y1, x0:x1]
+        np.logical_and(inside, skin_mask[y0:y1, x0:x1], out=box)
+        box &= frame.valid[y0:y1, x0:x1]
+        n_skin = int(np.count_nonzero(box))
+        total = int(np.count_nonzero(inside))
         regions[name] = Region(
             name=name,
             polygon=polys_px[name],

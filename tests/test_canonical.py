@@ -113,3 +113,15 @@ def test_fit_zone_grows_the_regions_by_the_margin():
     assert zone.shape == polygons.shape and zone.dtype == bool
     assert np.all(zone[distance_mm <= FIT_MARGIN_MM - 0.5])
     assert not np.any(zone[distance_mm > FIT_MARGIN_MM + 0.5])
+
+
+def test_a_region_outside_the_frame_is_empty_and_not_measurable():
+    """Landmarks far off (the mouth 240 mm under the eyes, say) put the chin polygon outside
+    the frame: it is rasterised as empty, not an error, and the quality gate sees it as
+    not measurable."""
+    low_mouth = {**LANDMARKS, "mouth_left": (670.0, 1900.0), "mouth_right": (530.0, 1880.0)}
+    frame = build_frame(np.full((2400, 1200, 3), 180, np.uint8), low_mouth)
+    regions = build_regions(frame, np.ones(frame.rgb.shape[:2], bool))
+    assert regions["chin"].area_cm2 == 0.0 and not regions["chin"].measurable
+    assert not regions["chin"].mask.any()
+    assert regions["forehead"].measurable
