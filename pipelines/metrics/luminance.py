@@ -30,47 +30,35 @@ def lstar_from_srgb8(rgb: np.ndarray) -> np.ndarray:
     """CIE L* (D65, 0-100) of an sRGB ``uint8`` image (H, W, 3), as ``float32`` (H, W).
 
     Fast path: a 256-entry decoding table, one 3->1 matrix row for Y, then the L* curve. Agrees
-    with a float64 CIELAB conversion within 2e-3 L*. Computed in bands of rows so that the
-    (H, W, 3) float32 intermediate stays in the cache (~10 % faster on a 12 MP frame).
+    with a float64 CIELAB conversion within 2e-3 L*.
     """
-    rgb = check_rgb8(rgb)
-    h, w = rgb.shape[:2]
-    y = np.empty((h, w), np.float32)
-    lstar = np.empty((h, w), np.float32)
-    rows = max(1, _BAND_BYTES // (12 * w))  # float32 RGB rows per band
-    for r0 in range(0, h, rows):
-        r1 = min(h, r0 + rows)
-        lin = cv2.LUT(rgb[r0:r1], _SRGB_TO_LINEAR)
-        yb = cv2.transform(lin, _Y_ROW)
-        y[r0:r1] = yb[..., 0] if yb.ndim == 3 else yb  # a (H, W, 1) result on some OpenCV builds
-        lb = lstar[r0:r1]
-        cv2.pow(y[r0:r1], 1.0 / 3.0, dst=lb)
-        lb *= 116.0
-        lb -= 16.0
-    # the few dark pixels (pupils, nostrils, hair) by index: a boolean mask over the frame is slower
-    dark = np.flatnonzero(cv2.compare(y, _EPS, cv2.CMP_LE).view(bool))
-    if dark.size:
-        lstar.reshape(-1)[dark] = y.reshape(-1)[dark] * _KAPPA
-    return lstar
+    return _lstar_in_bands(check_rgb8(rgb), lambda band: cv2.LUT(band, _SRGB_TO_LINEAR))
 
 
 def lstar_from_linear(linear: np.ndarray) -> np.ndarray:
     """CIE L* (D65, 0-100) of a linear RGB ``float32`` image (H, W, 3), as ``float32`` (H, W).
     Channels above 1 (highlights after normalisation) count as 1, as an 8-bit encoding would
-    clip them. In bands of rows, like :func:`lstar_from_srgb8`."""
-    h, w = linear.shape[:2]
+    clip them."""
+    return _lstar_in_bands(linear, lambda band: cv2.threshold(band, 1.0, 1.0, cv2.THRESH_TRUNC)[1])
+
+
+def _lstar_in_bands(image: np.ndarray, linear_of) -> np.ndarray:
+    """L* of ``image`` (H, W, 3), ``linear_of`` giving a band's linear RGB (float32). Computed in
+    bands of rows so that the (H, W, 3) float32 intermediate stays in the cache (~10 % faster on
+    a 12 MP frame)."""
+    h, w = image.shape[:2]
     y = np.empty((h, w), np.float32)
     out = np.empty((h, w), np.float32)
-    rows = max(1, _BAND_BYTES // (12 * w))
+    rows = max(1, _BAND_BYTES // (12 * w))  # float32 RGB rows per band
     for r0 in range(0, h, rows):
         r1 = min(h, r0 + rows)
-        _, band = cv2.threshold(linear[r0:r1], 1.0, 1.0, cv2.THRESH_TRUNC)
-        yb = cv2.transform(band, _Y_ROW)
-        y[r0:r1] = yb[..., 0] if yb.ndim == 3 else yb
+        yb = cv2.transform(linear_of(image[r0:r1]), _Y_ROW)
+        y[r0:r1] = yb[..., 0] if yb.ndim == 3 else yb  # a (H, W, 1) result on some OpenCV builds
         lb = out[r0:r1]
         cv2.pow(y[r0:r1], 1.0 / 3.0, dst=lb)
         lb *= 116.0
         lb -= 16.0
+    # the few dark pixels (pupils, nostrils, hair) by index: a boolean mask over the frame is slower
     dark = np.flatnonzero(cv2.compare(y, _EPS, cv2.CMP_LE).view(bool))
     if dark.size:
         out.reshape(-1)[dark] = y.reshape(-1)[dark] * _KAPPA
