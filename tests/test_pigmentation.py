@@ -188,6 +188,22 @@ def test_count_robust_to_jpeg_blur_exposure(seed):
         assert abs(count - truth.spot_count) <= 0.10 * truth.spot_count, (name, count)
 
 
+def test_spot_area_is_a_share_of_the_skin_where_spots_are_looked_for():
+    """Pixels marked unreliable (a clipped highlight) hide the spots under them: spot and red
+    area are shares of the rest of the skin, so a highlight growing with the exposure does not
+    read as clearer skin. A band over a third of the face, unreliable: the spot area stays within
+    15 % of the whole face's, where counting the band as clear skin lowered it by about a third."""
+    lin, truth = make(seed=4, count=40, red_count=10)
+    whole = measure(lin).face
+    band = np.zeros(SHAPE, bool)
+    band[:, 170:340] = True
+    hidden = measure(lin, unreliable=band).face
+    assert whole.spot_area_pct > 1.0 and whole.red_area_pct > 0.3
+    assert hidden.spot_area_pct == pytest.approx(whole.spot_area_pct, rel=0.15)
+    assert hidden.red_area_pct == pytest.approx(whole.red_area_pct, rel=0.3)
+    assert hidden.spot_count < whole.spot_count          # the spots under the band are not seen
+
+
 def test_scale_is_physical():
     """The same physical scene at 6 px/mm gives the same spots as at 10 px/mm."""
     ppm = 6.0

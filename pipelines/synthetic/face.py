@@ -8,7 +8,7 @@ its own resolution, as it would be for real skin.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -51,6 +51,13 @@ class Planting:
     pores_per_cm2: dict[str, float] = field(default_factory=dict)
     pore_diameter_mm: tuple[float, float] = (0.25, 0.4)
     seed: int = 0
+
+    def in_measurable(self, regions: dict[str, Region]) -> "Planting":
+        """This planting restricted to the regions this face lets us measure (hair, a beard or the
+        frame's edge can hide one): features planted elsewhere count in no metric."""
+        ok = {name for name, region in regions.items() if region.measurable}
+        return replace(self, **{f: {n: v for n, v in getattr(self, f).items() if n in ok}
+                                for f in ("spots", "lines", "pores_per_cm2")})
 
 
 @dataclass(frozen=True)
