@@ -147,7 +147,9 @@ def measure_face(frame: CanonicalFrame, skin: np.ndarray, regions: dict[str, Reg
     gains from a colour card in the photo (pipelines/colour_card.py), which then set white
     balance and exposure instead of the eye whites."""
     k = frame.px_per_mm
-    masks = {n: r.mask for n, r in regions.items() if r.measurable}
+    # every region's visible skin is measured, so the face (the union) does not jump when a
+    # region crosses the 50 % visibility line between two photos; only measurable regions report
+    masks = {n: r.mask for n, r in regions.items() if r.mask.any()}
     # the lighting fit and the skin reference of the eye-white choice use the skin of the
     # measured regions (a few mm around them), not neck, ears or hair strands the skin mask kept
     zone = fit_zone(regions, skin.shape, k)
@@ -180,7 +182,7 @@ def measure_face(frame: CanonicalFrame, skin: np.ndarray, regions: dict[str, Reg
     }
     per_region = {}
     for name in regions:
-        measured = name in masks
+        measured = regions[name].measurable
         per_region[name] = {
             "pigmentation": _pick("pigmentation", pig.regions[name].as_dict() if measured else None),
             "texture": _pick("texture", tex.regions[name].as_dict() if measured else None),
