@@ -72,7 +72,7 @@ def test_shadow_over_the_lower_face_stays_skin(frame):
 
 
 def test_dark_stubble_is_not_skin(frame):
-    """Dense dark hairs over the chin (0.5 mm dots at random, L* about 25, so many that the chin
+    """Dense dark hairs over the chin (0.5 mm dots at random, L* about 19, so many that the chin
     reads 27 L* darker than the skin, as the stubble on a development face reads 25 darker) are
     not bare skin, though their mix with the skin between them is skin-like in chroma once the
     darkening is rescaled away: the texture tells them apart."""
