@@ -49,7 +49,7 @@ from pipelines import PIPELINE_VERSION  # noqa: E402
 from pipelines.analysis import Analyzer  # noqa: E402
 from pipelines.calibration import REPEATABILITY_FILE, mdc95_from_sd  # noqa: E402
 from pipelines.errors import ImageRejected  # noqa: E402
-from pipelines.synthetic.face import Planting, plant_on_photo  # noqa: E402
+from pipelines.synthetic.face import Planting, face_at_resolution, plant_on_photo  # noqa: E402
 
 DEV = ROOT.parent / "shared" / "datasets" / "london-dev"
 
@@ -131,14 +131,7 @@ def at_clinic_resolution(analyzer: Analyzer, data: bytes) -> bytes:
     """The photo's face (the canonical frame's extent) upscaled (Lanczos) to
     ``CLINIC_PX_PER_MM`` with ``OWN_PORES`` planted, as a JPEG of quality 95."""
     base = analyzer.analyze(data)
-    frame = base.frame
-    h, w = frame.rgb.shape[:2]
-    corners = frame.map_to_source(np.array([[0, 0], [w, 0], [0, h], [w, h]], float))
-    x0, y0 = np.maximum(np.floor(corners.min(axis=0)).astype(int), 0)
-    x1, y1 = np.ceil(corners.max(axis=0)).astype(int)
-    crop = np.ascontiguousarray(base.decoded.rgb[y0:y1, x0:x1])
-    f = CLINIC_PX_PER_MM / frame.native_px_per_mm
-    big = cv2.resize(crop, None, fx=f, fy=f, interpolation=cv2.INTER_LANCZOS4)
+    big = face_at_resolution(base.decoded.rgb, base.frame, CLINIC_PX_PER_MM)
     upscaled = analyzer.analyze(_png(big))
     planted, _ = plant_on_photo(big, upscaled.frame, upscaled.regions, OWN_PORES)
     return _jpeg(planted, 95)

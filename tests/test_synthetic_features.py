@@ -72,6 +72,22 @@ def test_random_lines_deterministic_inside_mask_and_apart():
         random_lines(mask, PPM, 200, seed=0, max_tries=300)
 
 
+def test_radial_lines_fan_out_from_their_centre():
+    """Crow's feet: each line's direction is that from the corner to its midpoint, within the
+    deviation asked for, wherever in the mask it lands (above, level with or below the corner)."""
+    mask = np.zeros((600, 600), bool)
+    mask[50:550, 250:550] = True                  # to the right of the corner, above and below it
+    corner = (20.0, 30.0)                         # mm: x, y (y down)
+    lines = random_lines(mask, PPM, 6, length_mm=(6.0, 10.0), angle_deg=(-5.0, 5.0),
+                         radial_from_mm=corner, seed=5)
+    ys = [ln.y_mm for ln in lines]
+    assert min(ys) < corner[1] - 5.0 and max(ys) > corner[1] + 5.0   # the fan spans the corner
+    for ln in lines:
+        radial = np.degrees(np.arctan2(corner[1] - ln.y_mm, ln.x_mm - corner[0]))
+        assert abs(ln.angle_deg - radial) <= 5.0 + 1e-9
+    angles = [ln.angle_deg for ln in lines]
+    assert max(angles) - min(angles) > 30.0          # a fan, not parallel lines
+
 def test_pores_count_gap_depth_and_size():
     mask = np.zeros((400, 400), bool)
     mask[:, :200] = True  # 10 x 20 mm = 2 cm^2 at 20 px/mm

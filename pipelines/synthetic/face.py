@@ -18,6 +18,7 @@ from pipelines.canonical import CanonicalFrame
 from pipelines.regions import Region
 from pipelines.synthetic.lines import plant_lines, random_lines
 from pipelines.synthetic.pores import plant_pores, random_pores
+from pipelines.synthetic.skin import skin_lab
 from pipelines.synthetic.spots import plant_spots
 
 # Line orientation (degrees counter-clockwise on screen) per region, as wrinkles run there.
@@ -122,3 +123,39 @@ def plant_on_photo(
     patch = rgb2lab(rgb[y0:y1, x0:x1]).astype(np.float32) + patch_delta
     out[y0:y1, x0:x1] = np.clip(np.rint(lab2rgb(patch) * 255.0), 0, 255).astype(np.uint8)
     return out, PlantedTruth(spots, lines_n, lines_mm, pores)
+
+
+def resurface_skin(rgb: np.ndarray, frame: CanonicalFrame, skin: np.ndarray, regions: dict[str, Region], *,
+                   smooth_mm: float = 1.5, grain: float = 0.6, seed: int = 0) -> np.ndarray:
+    """A copy of ``rgb`` (uint8 (H, W, 3), the photo ``frame`` was built from) whose skin keeps
+    its colour, shading and shape but not its fine texture: over the skin mask ``skin`` (bool,
+    canonical) and the region polygons, warped onto the photo with a soft edge, CIELAB is
+    smoothed with a Gaussian of ``smooth_mm`` (features under ~3 smooth_mm across go: grain,
+    freckles, pores, fine lines, hair strands) and a fresh grain of ``grain`` L* SD at 0.15 mm
+    (:func:`pipelines.synthetic.skin.skin_lab`) is added. What is on the skin is then only what
+    is planted afterwards: a ground-truth subject with a real face's geometry and lighting."""
+    h, w = rgb.shape[:2]
+    canon = skin.astype(np.uint8)
+    for region in regions.values():
+        cv2.fillPoly(canon, [np.round(region.polygon).astype(np.int32)], 1)
+    ppm = frame.px_per_mm * math.sqrt(abs(np.linalg.det(frame.to_source[:, :2])))   # photo px per mm
+    alpha = cv2.warpAffine(canon.astype(np.float32), frame.to_source, (w, h), flags=cv2.INTER_LINEAR)
+    alpha = cv2.GaussianBlur(alpha, (0, 0), 0.5 * ppm)[..., None]
+    lab = rgb2lab(rgb).astype(np.float32)
+    smooth = cv2.GaussianBlur(lab, (0, 0), smooth_mm * ppm)
+    new = smooth + skin_lab((h, w), ppm, lab=(0.0, 0.0, 0.0), mottling=0.0, grain=grain, seed=seed)
+    out_lab = alpha * new + (1.0 - alpha) * lab
+    return np.clip(np.rint(lab2rgb(out_lab) * 255.0), 0, 255).astype(np.uint8)
+
+
+def face_at_resolution(rgb: np.ndarray, frame: CanonicalFrame, px_per_mm: float) -> np.ndarray:
+    """The photo's face (the canonical frame's extent, uint8 (h, w, 3)) resampled (Lanczos) so the
+    face is at ``px_per_mm``: a sample photo taken to a clinic camera's resolution, with no more
+    detail than the photo had (what is planted afterwards is at the new resolution)."""
+    h, w = frame.rgb.shape[:2]
+    corners = frame.map_to_source(np.array([[0, 0], [w, 0], [0, h], [w, h]], float))
+    x0, y0 = np.maximum(np.floor(corners.min(axis=0)).astype(int), 0)
+    x1, y1 = np.ceil(corners.max(axis=0)).astype(int)
+    crop = np.ascontiguousarray(rgb[y0:y1, x0:x1])
+    f = px_per_mm / frame.native_px_per_mm
+    return cv2.resize(crop, None, fx=f, fy=f, interpolation=cv2.INTER_LANCZOS4)

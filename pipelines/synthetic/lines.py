@@ -11,7 +11,7 @@ of the distance to the centreline, so ends are rounded. Everything is determinis
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -159,6 +159,7 @@ def random_lines(
     depth: float | tuple[float, float] = (5.0, 8.0),
     angle_deg: float | tuple[float, float] = (0.0, 180.0),
     curvature_per_mm: float | tuple[float, float] = 0.0,
+    radial_from_mm: tuple[float, float] | None = None,
     min_gap_mm: float = 3.0,
     margin_mm: float = 2.0,
     seed: int = 0,
@@ -166,7 +167,9 @@ def random_lines(
 ) -> list[Line]:
     """``n`` random lines lying inside ``mask`` (bool, H x W) at least ``margin_mm`` from its edge
     and ``min_gap_mm`` apart (no crossings, so each is one countable segment). Each parameter is
-    a fixed value or a (low, high) range drawn uniformly. Raises ValueError if they do not fit.
+    a fixed value or a (low, high) range drawn uniformly. With ``radial_from_mm`` (x, y) a line
+    runs away from that point (crow's feet from the outer eye corner) and ``angle_deg`` is its
+    deviation from that direction. Raises ValueError if they do not fit.
     """
     rng = np.random.default_rng(seed)
     h, w = mask.shape
@@ -191,6 +194,9 @@ def random_lines(
             angle_deg=_uniform(rng, angle_deg),
             curvature_per_mm=_uniform(rng, curvature_per_mm),
         )
+        if radial_from_mm is not None:
+            ln = replace(ln, angle_deg=ln.angle_deg + math.degrees(
+                math.atan2(radial_from_mm[1] - ln.y_mm, ln.x_mm - radial_from_mm[0])))
         pts = np.floor(centreline_mm(ln, 0.25) * px_per_mm).astype(int)
         if (pts[:, 0] < 0).any() or (pts[:, 0] >= w).any() or (pts[:, 1] < 0).any() or (pts[:, 1] >= h).any():
             continue
