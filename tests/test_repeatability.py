@@ -1,10 +1,15 @@
-"""Repeatability of the face scores on a real photo: capture wobble must move every score much
+"""Repeatability of the face scores: capture wobble must move every score much
 less than a real change does (issue 3; bench/repeatability.py measures the same on more faces).
 
-The sample render is analysed as is, under four capture wobbles (exposure -15 % and +15 %, JPEG
+Two subjects: the sample render as it is (face at 4.3 px/mm, film-like grain, a fringe over the
+forehead), and a ground-truth subject made from it: its face taken to a clinic camera's 10.5
+px/mm and its skin resurfaced (colour and shading kept, grain, freckles and hair strands
+smoothed away, a fresh fine grain added), so that what is on the skin is only what is planted.
+Each is analysed as is, under four capture wobbles (exposure -15 % and +15 %, JPEG
 quality 75, a 3 degree rotation) and with a strong real change of each family planted into it
 (brown spots; deeper lines; enlarged pores; spots and lines together for ``overall``), drawn in
-the canonical frame into the regions the photo lets us measure and warped onto the photo. Each
+the canonical frame into the regions the photo lets us measure and warped onto the photo, at
+``PLACEMENTS`` random places whose effects are averaged (one placement is one draw). Each
 family's change is planted on its own, as bench/repeatability.py does: dense planted pores
 roughen the cheeks, and a rougher skin hides faint folds from the wrinkle detector. For each face
 score, every wobble's change must be smaller than the planted change divided by the factor the
@@ -15,6 +20,7 @@ sensitivity makes the test fail.
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -23,9 +29,10 @@ import pytest
 from PIL import Image
 
 from pipelines.analysis import Analyzer
-from pipelines.synthetic.face import Planting, plant_on_photo
+from pipelines.synthetic.face import Planting, face_at_resolution, plant_on_photo, resurface_skin
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_images" / "astronaut_render.jpg"
+CLINIC_PX_PER_MM = 10.5
 
 SPOTS = Planting(spots={"cheek_left": 10, "cheek_right": 10, "forehead": 8, "chin": 4},
                  spot_diameter_mm=(3.5, 5.0), spot_delta_l=(12.0, 15.0), seed=21)
@@ -34,21 +41,32 @@ LINES = Planting(lines={"forehead": 6, "crows_feet_left": 4, "crows_feet_right":
                  line_depth=(12.0, 15.0), line_width_mm=(1.0, 1.4), seed=22)
 PORES = Planting(pores_per_cm2={"cheek_left": 90.0, "cheek_right": 90.0, "forehead": 60.0, "chin": 60.0},
                  pore_diameter_mm=(0.5, 0.7), seed=23)
+# random placements of each planted change, averaged (as bench/repeatability.py does)
+PLACEMENTS = 3
 # the real change planted to measure each score's effect
 CHANGES = {"pigmentation": SPOTS, "wrinkles": LINES, "texture": PORES,
            "overall": Planting(**{**vars(SPOTS), "lines": LINES.lines, "line_depth": LINES.line_depth,
                                   "line_width_mm": LINES.line_width_mm})}
 
-# planted change / largest wobble change, per face score, as reached (target 5). Measured when
-# written (pipeline 0.6.0, scoring 1.2): pigmentation 6.7, overall 6.1, wrinkles 1.02, texture 0.27.
-# The render's forehead window is mostly its blond fringe, which the skin mask keeps (the seed
-# patch over the lower forehead is fringe too, so the colour model learns it): with 15 % less
-# light the fringe's strands read as lines and move the wrinkle score by 4.7 against 4.8 for the
-# planted lines. The planted pores (0.5-0.7 mm) are near the 4.3 px/mm photo's resolution, so they
-# move texture by 1.0 while a 3 degree turn moves it by 3.7. (As this test was first written, with
-# one planting of every family at once and without the -15 % wobble, spots and lines also raised
-# the texture score.) The weaker factors guard against these scores getting worse.
-FACTOR = {"pigmentation": 6.0, "overall": 6.0, "wrinkles": 1.0, "texture": 0.25}
+# planted change / largest wobble change, per subject and face score, as reached (target 5), the
+# planted change the mean over PLACEMENTS draws. Measured when written (pipeline 0.7.0, scoring 1.2,
+# crow's feet planted radially), pigmentation / overall / wrinkles / texture:
+#   sample render             6.86 / 8.87 / 1.04 / 0.21
+#   clean skin at 10.5 px/mm  3.65 / 10.3 / 5.61 / 17.5
+# On the render the forehead window is mostly its blond fringe, which the skin mask keeps (the
+# seed patch over the lower forehead is fringe too, so the colour model learns it): with 15 % less
+# light the fringe's strands read as lines and move the wrinkle score by 3.4, against 3.5 for the
+# planted lines, most of which the render's heavy grain hides (it cuts the line detector's gain
+# to about 0.3). The planted pores (0.5-0.7 mm) are near the 4.3 px/mm photo's resolution, so they
+# move texture by 0.8 while a 3 degree turn moves it by 3.7.
+# On the clean subject every family's change is seen (pigmentation +21.9, wrinkles +25.3, texture
+# +12.3); pigmentation misses the target because 15 % more light clips the bright render's
+# highlights over large areas (13x the clipped pixels) and 2-4 more spots are found beside them:
+# +6.0. The weaker factors guard against these scores getting worse.
+FACTOR = {
+    "sample render": {"pigmentation": 6.5, "overall": 8.5, "wrinkles": 1.0, "texture": 0.2},
+    "clean skin at 10.5 px/mm": {"pigmentation": 3.5, "overall": 10.0, "wrinkles": 5.5, "texture": 17.0},
+}
 
 
 def _png(rgb: np.ndarray) -> bytes:
@@ -80,11 +98,35 @@ WOBBLES = {
 }
 
 
-def measure_all(keys=("scores",)):
-    """(base, {family: planted}, {wobble: ...}) of the sample render: the documents' ``keys`` parts."""
-    analyzer = Analyzer()
+def _mean_scores(docs: list[dict]) -> dict:
+    """The first document with its face scores replaced by their mean over ``docs``."""
+    out = dict(docs[0])
+    out["scores"] = {f: float(np.mean([d["scores"][f] for d in docs])) for f in docs[0]["scores"]}
+    return out
+
+
+def sample_render(analyzer: Analyzer) -> np.ndarray:
+    """The sample render's pixels, as the photo it is (face at about 4.3 px/mm)."""
+    return np.ascontiguousarray(analyzer.analyze(SAMPLE.read_bytes()).decoded.rgb)
+
+
+def clean_skin_at_clinic_resolution(analyzer: Analyzer) -> np.ndarray:
+    """The sample render's face taken to 10.5 px/mm, where pores resolve, its skin resurfaced
+    (``resurface_skin``: its colour and shading kept, its grain, freckles and fringe strands
+    smoothed away, a fresh fine grain added), so what is on the skin is what is planted."""
     first = analyzer.analyze(SAMPLE.read_bytes())
-    rgb = np.ascontiguousarray(first.decoded.rgb)
+    big = face_at_resolution(first.decoded.rgb, first.frame, CLINIC_PX_PER_MM)
+    upscaled = analyzer.analyze(_png(big))
+    return resurface_skin(big, upscaled.frame, upscaled.skin, upscaled.regions, seed=3)
+
+
+SUBJECTS = {"sample render": sample_render, "clean skin at 10.5 px/mm": clean_skin_at_clinic_resolution}
+
+
+def measure_all(keys=("scores",), subject=sample_render):
+    """(base, {family: planted}, {wobble: ...}) of a subject: the documents' ``keys`` parts."""
+    analyzer = Analyzer()
+    rgb = subject(analyzer)
     base = analyzer.analyze(_png(rgb))
 
     def pick(doc):
@@ -92,29 +134,40 @@ def measure_all(keys=("scores",)):
 
     changed = {}
     for family, planting in CHANGES.items():
-        planted, truth = plant_on_photo(rgb, base.frame, base.regions, planting.in_measurable(base.regions))
-        if planting.spots:
-            assert sum(truth.spot_count.values()) > 20
-        if planting.lines:
-            assert sum(truth.line_count.values()) >= 8
-        changed[family] = pick(analyzer.analyze(_png(planted)).document)
+        # one placement of the features is one draw of the effect: the mean of a few is the effect
+        draws = []
+        for k in range(3 * PLACEMENTS):
+            if len(draws) == PLACEMENTS:
+                break
+            draw = replace(planting.in_measurable(base.regions), seed=planting.seed + 1000 * k)
+            try:
+                planted, truth = plant_on_photo(rgb, base.frame, base.regions, draw)
+            except ValueError:      # this draw's features did not fit without overlap: the next
+                continue
+            if planting.spots:
+                assert sum(truth.spot_count.values()) > 20
+            if planting.lines:
+                assert sum(truth.line_count.values()) >= 8
+            draws.append(analyzer.analyze(_png(planted)).document)
+        assert len(draws) == PLACEMENTS
+        changed[family] = pick(_mean_scores(draws))
     wobbled = {name: pick(analyzer.analyze(make(rgb)).document) for name, make in WOBBLES.items()}
     return pick(base.document), changed, wobbled
 
 
-@pytest.fixture(scope="module")
-def measured():
-    return measure_all()
+@pytest.fixture(scope="module", params=sorted(SUBJECTS))
+def measured(request):
+    return request.param, measure_all(subject=SUBJECTS[request.param])
 
 
-@pytest.mark.parametrize("family", sorted(FACTOR))
+@pytest.mark.parametrize("family", sorted(FACTOR["sample render"]))
 def test_wobble_moves_each_score_far_less_than_a_real_change(measured, family):
-    base, changed, wobbled = measured
+    subject, (base, changed, wobbled) = measured
+    factor = FACTOR[subject][family]
     effect = changed[family][family] - base[family]
     assert effect > 0, f"{family}: the planted change must raise the score ({base[family]} -> {changed[family][family]})"
     for name, scores in wobbled.items():
         wobble = abs(scores[family] - base[family])
-        assert wobble < effect / FACTOR[family], (
-            f"{family} under {name}: moved {wobble:.1f}, the planted change {effect:.1f} "
-            f"(ratio {effect / max(wobble, 1e-9):.1f} < {FACTOR[family]})")
-
+        assert wobble < effect / factor, (
+            f"{subject}, {family} under {name}: moved {wobble:.1f}, the planted change {effect:.1f} "
+            f"(ratio {effect / max(wobble, 1e-9):.1f} < {factor})")

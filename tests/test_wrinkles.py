@@ -6,10 +6,11 @@ import pytest
 
 from pipelines.errors import InvalidInput
 from pipelines.metrics.luminance import skin_luminance
-from pipelines.metrics.wrinkles import OrientationPrior, default_priors, measure_wrinkles
+from pipelines.metrics.wrinkles import OrientationPrior, WrinkleParams, default_priors, measure_wrinkles
 from pipelines.synthetic.lines import Line, plant_lines, random_lines
 from pipelines.synthetic.pores import plant_pores, random_pores
 from pipelines.synthetic.skin import lab_to_srgb8, skin_lab
+from pipelines.synthetic.spots import plant_spots
 from tests.wobble import blur, exposure, jpeg
 
 PPM = 10.0
@@ -76,6 +77,37 @@ def test_pores_and_blotches_are_not_wrinkles():
         lab[..., 0] -= 8 * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * (r / 2) ** 2))
     f = wrinkles(lab_to_srgb8(lab)).face
     assert f.wrinkle_count == 0 and f.wrinkle_length_mm < 3.0
+
+
+@pytest.mark.parametrize("gated", [True, False], ids=["gates", "no gates"])
+def test_spot_rims_and_shadow_edges_are_not_wrinkles(gated):
+    """The dark side of a step in L* curves up like a valley floor: flat-topped brown spots
+    (3.5-5 mm, 12-15 darker, as plant_spots draws them) ring with "lines" just inside their
+    rims, and a shadow's soft edge (10 L* over 1 mm) runs as one. A wrinkle rises on both
+    sides and its floor runs on along it: a step rises on one side (the edge, and the rim seen
+    at a fine scale), and a spot's rim seen at a scale near the spot's size turns away, its
+    floor rising (measured: 0.34-0.50 of its depth, against 0.05 for the line). They are not
+    wrinkles; a real line of the same depth planted beside them still is. Without the gates
+    the rims and the edge count."""
+    lab = skin(60.0, seed=7)
+    n = lab.shape[0]
+    inner = np.zeros((n, n), bool)
+    inner[50:300, 50:550] = True                      # spots in the top part
+    lab, spots = plant_spots(lab, PPM, mask=inner, count=10, diameter_mm=(3.5, 5.0), delta_l=(12.0, 15.0), seed=7)
+    assert spots.spot_count == 10
+    yy = np.arange(n, dtype=np.float32)[:, None]
+    shadow = np.clip((yy - 400.0) / 10.0, 0.0, 1.0)   # below y = 40 mm: 10 L* darker, edge 1 mm
+    lab[..., 0] -= 10.0 * shadow
+    line = Line(x_mm=30.0, y_mm=34.0, length_mm=25.0, width_mm=1.0, depth=12.0, angle_deg=0.0)
+    lab, truth = plant_lines(lab, PPM, [line])
+    params = WrinkleParams() if gated else WrinkleParams(valley_min_symmetry=0.0, floor_max_rise=0.0)
+    f = wrinkles(lab_to_srgb8(lab), params=params).face
+    if gated:
+        # one rim's floor rises 0.34 of its depth, inside the soft ramp (0.2-0.4): partly counted
+        assert f.wrinkle_count <= 2
+        assert f.wrinkle_length_mm == pytest.approx(25.0, rel=0.2)
+    else:
+        assert f.wrinkle_length_mm > 60.0     # the rims and the edge, as the gate's premise says
 
 
 @pytest.mark.parametrize("name,change", [

@@ -17,7 +17,9 @@ Detection
     hysteresis-thresholded (3 / 1.5 delta L*) on a ~5 px/mm geometry grid; each segment is
     trimmed where its response falls under half its own mean (the FWHM rule, along and across),
     skeletonised, side branches up to 1.5 mm pruned, and kept as a wrinkle when its skeleton is
-    >= 3 mm long and elongated (length^2 / area >= 4).
+    >= 3 mm long and elongated (length^2 / area >= 4) and is a valley: it rises on both sides (not
+    the dark side of a step: a spot's rim, a shadow's edge) and its floor runs on along it (not
+    the rim of a dark blob).
 
 Metrics per region (and ``face``: the union of the regions)
     ``wrinkle_density_pct``        % of the region's area covered by detected lines.
@@ -138,6 +140,16 @@ class WrinkleParams:
     # of scale sigma answers as a "valley" up to ~2 sigma into the skin: a scale's response counts
     # from border_guard_sigmas x sigma inside the skin mask, ramping to full over one sigma more
     border_guard_sigmas: float = 1.5
+    # a step in L* (a dark spot's rim, a shadow's edge) answers on its dark side like a valley:
+    # a segment whose lower sides rise less than this share of its mean rise starts losing its
+    # weight, and at half of it it is gone (a wrinkle rises on both sides, a step on one); 0: off
+    valley_min_symmetry: float = 0.4
+    # a blob (a brown spot seen at a scale near its size) rings with "lines" around its rim: there
+    # the floor, sampled floor_run_sigmas x sigma along the line each way, rises; a segment whose
+    # floor rises more than floor_max_rise of its depth starts losing its weight, at twice that it
+    # is gone (a valley floor runs on); 0: off
+    floor_run_sigmas: float = 1.5
+    floor_max_rise: float = 0.2
     min_region_area_cm2: float = 0.05
 
 
@@ -341,15 +353,22 @@ def measure_wrinkles(
 
     # -- hysteresis, trimming, skeleton, elongation ---------------------------------------------
     lines, skel, wlen, labels, seg_w = _segments(resp_g, ppm_g, p)
+    sy, sx = np.divmod(np.flatnonzero(skel), wg)  # as np.nonzero, without its 2-D overhead
+    if len(sx):
+        depth, low_side, floor_rise = _depth_at(sx, sy, g, scales, Lf, ppm, p)
+        seg_w = _valleys_only(seg_w, labels[sy, sx], depth, low_side, floor_rise, p)
+        dropped = seg_w[labels[sy, sx]] <= 0
+        if dropped.any():   # the segments' pixels leave the line and skeleton maps too
+            lines &= (seg_w > 0)[labels]
+            skel[sy[dropped], sx[dropped]] = False
+            sy, sx, depth = sy[~dropped], sx[~dropped], depth[~dropped]
     keep_lab = seg_w > 0
     pix_w = np.zeros((hg, wg), np.float32)  # each line pixel weighs as its segment (read on lines only)
     pix_w[lines] = seg_w.astype(np.float32)[labels[lines]]
     n_lab = len(keep_lab)
-    sy, sx = np.divmod(np.flatnonzero(skel), wg)  # as np.nonzero, without its 2-D overhead
     depth_px = np.zeros((hg, wg), np.float32)
     segments = no_segments
     if len(sx):
-        depth = _depth_at(sx, sy, g, scales, Lf, ppm, p)
         depth_px[sy, sx] = depth
         comp = labels[sy, sx]
         seg_len = np.bincount(comp, weights=wlen[sy, sx], minlength=n_lab)
@@ -478,6 +497,27 @@ def _segments(resp: np.ndarray, ppm_g: float, p: WrinkleParams):
     skel.reshape(-1)[back[on_sk]] = True
     wlen.reshape(-1)[back[on_sk]] = wl.reshape(-1)[at[on_sk]]
     return lines, skel, wlen, labels, weight
+
+
+def _valleys_only(seg_w: np.ndarray, comp: np.ndarray, depth: np.ndarray, low_side: np.ndarray,
+                  floor_rise: np.ndarray, p: WrinkleParams) -> np.ndarray:
+    """Segment weights with one-sided "lines" taken out. The dark side of a step in L* curves
+    up like a valley floor, and the line filter answers it: the rim of a dark spot (a ring just
+    inside its edge), the edge of a shadow. A wrinkle rises on both sides; a step on one only.
+    ``depth`` (mean rise of the two sides) and ``low_side`` (rise of the lower side), delta L*,
+    per skeleton cell of segment ``comp``: a segment whose lower sides rise less than
+    ``valley_min_symmetry`` of its mean rise starts losing its weight, and at half that it is gone."""
+    n = len(seg_w)
+    rise = np.bincount(comp, np.maximum(depth, 0.0).astype(np.float64), n)
+    low = np.bincount(comp, np.maximum(low_side, 0.0).astype(np.float64), n)
+    symmetry = low / np.maximum(rise, 1e-6)
+    floor = np.bincount(comp, np.maximum(floor_rise, 0.0).astype(np.float64), n) / np.maximum(rise, 1e-6)
+    out = seg_w.copy()
+    if p.valley_min_symmetry > 0:
+        out *= _ramp(symmetry, 0.5 * p.valley_min_symmetry, 1.0)
+    if p.floor_max_rise > 0:
+        out *= 1.0 - _ramp(floor, p.floor_max_rise, 1.0)
+    return out
 
 
 def _pack(labels: np.ndarray, resp: np.ndarray, low: np.ndarray, stats: np.ndarray, ids: np.ndarray):
@@ -718,7 +758,8 @@ def _step_lengths(skel: np.ndarray) -> np.ndarray:
 def _depth_at(sx: np.ndarray, sy: np.ndarray, g: int, scales: list[_Scale], Lf: np.ndarray,
               ppm: float, p: WrinkleParams) -> np.ndarray:
     """Valley depth (delta L*) at skeleton cells (geometry grid): L* of the sides (2.5 sigma
-    across the line, sigma of the best scale) minus the L* minimum near the centre."""
+    across the line, sigma of the best scale) minus the L* minimum near the centre; and the
+    rise of the lower side alone (about 0 on the dark side of a step)."""
     fg = 2**g
     xc = (sx + 0.5) * fg - 0.5
     yc = (sy + 0.5) * fg - 0.5
@@ -761,5 +802,12 @@ def _depth_at(sx: np.ndarray, sy: np.ndarray, g: int, scales: list[_Scale], Lf: 
     off = p.depth_side_sigmas * sig
     sxs = np.stack([mx + off * nx, mx - off * nx], axis=1).astype(np.float32)
     sys_ = np.stack([my + off * ny, my - off * ny], axis=1).astype(np.float32)
-    sides = cv2.remap(Ls, sxs, sys_, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT).mean(axis=1)
-    return (sides - centre).astype(np.float32)
+    sides = cv2.remap(Ls, sxs, sys_, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    # along the line (a valley floor runs on; the rim of a blob turns away and rises)
+    run = p.floor_run_sigmas * sig
+    axs = np.stack([mx - run * ny, mx + run * ny], axis=1).astype(np.float32)
+    ays = np.stack([my + run * nx, my - run * nx], axis=1).astype(np.float32)
+    along = cv2.remap(Ls, axs, ays, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    return ((sides.mean(axis=1) - centre).astype(np.float32),
+            (sides.min(axis=1) - centre).astype(np.float32),
+            (along.mean(axis=1) - centre).astype(np.float32))

@@ -15,16 +15,18 @@ import numpy as np
 from skimage.color import lab2rgb, rgb2lab
 
 from pipelines.canonical import CanonicalFrame
+from pipelines.measure import wrinkle_priors
 from pipelines.regions import Region
 from pipelines.synthetic.lines import plant_lines, random_lines
 from pipelines.synthetic.pores import plant_pores, random_pores
 from pipelines.synthetic.skin import skin_lab
 from pipelines.synthetic.spots import plant_spots
 
-# Line orientation (degrees counter-clockwise on screen) per region, as wrinkles run there.
+# Line orientation (degrees counter-clockwise on screen) per region, as wrinkles run there; crow's
+# feet fan out from the outer eye corner: theirs is the deviation from that direction.
 LINE_ANGLES = {
     "forehead": (-6.0, 6.0), "glabella": (84.0, 96.0),
-    "crows_feet_left": (-25.0, 25.0), "crows_feet_right": (-25.0, 25.0),
+    "crows_feet_left": (-12.0, 12.0), "crows_feet_right": (-12.0, 12.0),
     "under_eye_left": (-15.0, 15.0), "under_eye_right": (-15.0, 15.0),
     "nasolabial_left": (-75.0, -65.0), "nasolabial_right": (65.0, 75.0),
     "cheek_left": (-80.0, -50.0), "cheek_right": (50.0, 80.0), "chin": (-10.0, 10.0),
@@ -88,14 +90,17 @@ def plant_on_photo(
                                  diameter_mm=planting.spot_diameter_mm, delta_l=planting.spot_delta_l,
                                  seed=planting.seed + 101 * i)
         spots[name] = truth.spot_count
+    priors = wrinkle_priors(frame, regions) if planting.lines else {}
     for i, (name, count) in enumerate(sorted(planting.lines.items())):
         length = LINE_LENGTHS.get(name, planting.line_length_mm)
+        centre = priors[name].radial_from if name in priors else None
+        radial = None if centre is None else (centre[0] / k, centre[1] / k)
         inner = _inner(regions[name].mask, k, 1.0)
         for n in range(count, 0, -1):   # a region partly hidden may hold fewer lines
             try:
                 lines = random_lines(inner, k, n, length_mm=length, width_mm=planting.line_width_mm,
                                      depth=planting.line_depth, angle_deg=LINE_ANGLES[name],
-                                     seed=planting.seed + 211 * i)
+                                     radial_from_mm=radial, seed=planting.seed + 211 * i)
                 break
             except ValueError:
                 lines = []
