@@ -501,12 +501,15 @@ def _segments(resp: np.ndarray, ppm_g: float, p: WrinkleParams):
 
 def _valleys_only(seg_w: np.ndarray, comp: np.ndarray, depth: np.ndarray, low_side: np.ndarray,
                   floor_rise: np.ndarray, p: WrinkleParams) -> np.ndarray:
-    """Segment weights with one-sided "lines" taken out. The dark side of a step in L* curves
+    """Segment weights with what is not a valley taken out. The dark side of a step in L* curves
     up like a valley floor, and the line filter answers it: the rim of a dark spot (a ring just
     inside its edge), the edge of a shadow. A wrinkle rises on both sides; a step on one only.
-    ``depth`` (mean rise of the two sides) and ``low_side`` (rise of the lower side), delta L*,
-    per skeleton cell of segment ``comp``: a segment whose lower sides rise less than
-    ``valley_min_symmetry`` of its mean rise starts losing its weight, and at half that it is gone."""
+    And the rim of a dark blob seen at a scale near its size rings too: there the floor rises
+    along the "line", where a valley's floor runs on. Per skeleton cell of segment ``comp``, in
+    delta L*: ``depth`` (mean rise of the two sides), ``low_side`` (rise of the lower side),
+    ``floor_rise`` (rise along the line). A segment loses its weight as its lower sides rise
+    less than ``valley_min_symmetry`` of its mean rise (gone at half that), and as its floor
+    rises more than ``floor_max_rise`` of it (gone at twice that)."""
     n = len(seg_w)
     rise = np.bincount(comp, np.maximum(depth, 0.0).astype(np.float64), n)
     low = np.bincount(comp, np.maximum(low_side, 0.0).astype(np.float64), n)
@@ -756,10 +759,11 @@ def _step_lengths(skel: np.ndarray) -> np.ndarray:
 
 
 def _depth_at(sx: np.ndarray, sy: np.ndarray, g: int, scales: list[_Scale], Lf: np.ndarray,
-              ppm: float, p: WrinkleParams) -> np.ndarray:
-    """Valley depth (delta L*) at skeleton cells (geometry grid): L* of the sides (2.5 sigma
-    across the line, sigma of the best scale) minus the L* minimum near the centre; and the
-    rise of the lower side alone (about 0 on the dark side of a step)."""
+              ppm: float, p: WrinkleParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """At skeleton cells (geometry grid), in delta L*: the valley depth, L* of the sides (2.5
+    sigma across the line, sigma of the best scale) minus the L* minimum near the centre; the
+    rise of the lower side alone (about 0 on the dark side of a step); and the rise of the floor
+    1.5 sigma along the line each way (about 0 along a valley, large on a blob's rim)."""
     fg = 2**g
     xc = (sx + 0.5) * fg - 0.5
     yc = (sy + 0.5) * fg - 0.5

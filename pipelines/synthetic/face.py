@@ -4,6 +4,11 @@ Features are drawn in the canonical frame of an analysis of the clean photo (so 
 and positions in named regions), as a CIELAB change; the change is then warped onto the photo
 with the frame's ``to_source`` transform and added there. What the photo can show is limited by
 its own resolution, as it would be for real skin.
+
+Two helpers make ground-truth subjects from a real photo: ``face_at_resolution`` takes the face
+to a chosen px/mm (a clinic camera's), and ``resurface_skin`` replaces the skin's fine texture
+(grain, freckles, hair strands) with a known grain, keeping the face's colour, shading and
+features, so that what is on the skin afterwards is only what is planted.
 """
 from __future__ import annotations
 
