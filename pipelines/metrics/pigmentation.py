@@ -17,8 +17,9 @@ ranges are in README.md, section "Colour and pigmentation"; in short:
   half its own contrast and its area is the full width at half contrast whatever the contrast. A
   spot is kept if its equivalent diameter is within ``spot_min_diameter_mm`` ..
   ``spot_max_diameter_mm``, its mean colour differs from its local background by at least
-  ``spot_min_contrast_de`` (CIEDE2000) and it is not a line (major/minor axis ratio at most
-  ``spot_max_elongation``: wrinkle valleys and fold shadows are dark too).
+  ``spot_min_contrast_de`` (CIEDE2000) and it is compact (major/minor axis ratio at most
+  ``spot_max_elongation``: wrinkle valleys, fold shadows and pieces of the shade under the eyes
+  are dark too, and elongated; brown spots are round to oval).
 - Everything is measured on the skin mask eroded by ``border_mm`` (hair, brows, lashes or lips
   left at a mask edge would otherwise read as spots). Spots are found once on the whole face, so
   a spot cut by a region border is one spot: counted once in each region it touches and once for
@@ -103,7 +104,7 @@ class PigmentationParams:
     border_mm: float = 1.0              # skin-mask erosion before measuring
     spot_min_diameter_mm: float = 0.8   # equivalent diameter bounds of a spot
     spot_max_diameter_mm: float = 12.0
-    spot_max_elongation: float = 4.0    # major/minor axis ratio (second moments) of a spot
+    spot_max_elongation: float = 2.5    # major/minor axis ratio (second moments) of a spot (0.7.0: 4)
     spot_min_fill: float = 0.7          # spot area / area of its second-moment ellipse
     spot_seed_melanin: float = 2.0      # dM a spot pixel needs at the least (melanin-index units)
     spot_min_contrast_de: float = 2.8   # CIEDE2000 of a spot's mean colour vs its background (after harmonise_mm)
