@@ -45,7 +45,7 @@ def test_resurfacing_removes_small_features_and_keeps_the_rest(subject):
     before = lab_in[ring].mean() - lab_in[planted_dark].mean()
     after = lab_out[ring].mean() - lab_out[planted_dark].mean()
     assert before > 8.0 and abs(after) < 0.25 * before
-    # the cheeks keep their colour and shading: the 8 mm means match
+    # the cheek keeps its colour: its mean L*, a*, b* (spots left out) within 1.5
     cheek = cv2.warpAffine(analysis.regions["cheek_left"].mask.astype(np.uint8), analysis.frame.to_source,
                            photo.shape[1::-1], flags=cv2.INTER_NEAREST).astype(bool) & ~cv2.dilate(
         planted_dark.astype(np.uint8), np.ones((25, 25), np.uint8)).astype(bool)
