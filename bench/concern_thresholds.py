@@ -22,11 +22,12 @@ sys.path.insert(0, str(ROOT))
 DEFAULT_DIR = ROOT.parent / "shared" / "datasets" / "london-dev"
 
 ROWS = [
-    ("scores", "pigmentation"), ("scores", "wrinkles"),
+    ("scores", "pigmentation"), ("scores", "wrinkles"), ("scores", "texture"),
     ("pigmentation", "spot_count"), ("pigmentation", "spot_area_pct"), ("pigmentation", "spot_contrast_de"),
     ("pigmentation", "tone_unevenness"), ("pigmentation", "red_area_pct"),
     ("wrinkles", "wrinkle_length_mm_per_cm2"), ("wrinkles", "wrinkle_density_pct"),
     ("wrinkles", "wrinkle_depth_index"), ("wrinkles", "wrinkle_count"),
+    ("texture", "roughness"), ("texture", "shine_pct"),
 ]
 
 

@@ -170,10 +170,12 @@ def measure_face(frame: CanonicalFrame, skin: np.ndarray, regions: dict[str, Reg
                                params=PigmentationParams(spot_min_diameter_mm=min_spot_mm))
     # texture and wrinkles read L* straight from the normalised linear RGB (no 8-bit round trip)
     lum = skin_luminance(linear, skin, k, masks)
-    tex = measure_texture(linear, masks, k, skin_mask=skin, native_px_per_mm=frame.native_px_per_mm,
-                          luminance=lum)
     wr = measure_wrinkles(linear, masks, k, skin_mask=skin, priors=wrinkle_priors(frame, regions),
                           native_px_per_mm=frame.native_px_per_mm, luminance=lum)
+    # roughness is the relief of the skin between the spots and lines the other families measure,
+    # so a new spot or line moves its own score and not texture as well
+    tex = measure_texture(linear, masks, k, skin_mask=skin, native_px_per_mm=frame.native_px_per_mm,
+                          luminance=lum, marks=pig.spot_mask | wr.wrinkle_mask)
 
     face = {
         "pigmentation": _pick("pigmentation", pig.face.as_dict()),

@@ -8,12 +8,18 @@ version changes with it. Each metric maps to a severity by one documented monoto
 ``floor`` is the value at which the metric starts to count (typical of clear young skin),
 ``half`` the value that scores 50. The curve is strictly increasing above the floor and never
 saturates, so a real change always moves the score. A family score is the weighted mean of its
-metrics' severities over the metrics that were measured (weights renormalised). ``overall`` is
-the mean of the pigmentation and wrinkle scores: the families every accepted photo resolves.
-Texture needs 4 px/mm on the face (pores 8), so it comes and goes with the camera distance; were
-it part of the mean, ``overall`` would jump when one visit's photo is a little closer than the
-last (measured: up to 5.7 points for a 1.25x scale change across the 4 px/mm line). Texture is
-reported and tracked on its own. Scores are computed the same way for the face and each region.
+metrics' severities over the metrics that were measured (weights renormalised), with one
+exception: metrics marked ``raises`` (the pores) are measured only on some photos (8 px/mm), so
+they do not share the mean; they raise the score of the others by part of what is left to 100:
+
+    score = base + (100 - base) * RAISE_SHARE * raise / 100
+
+``base`` the weighted mean of the other metrics' severities, ``raise`` that of the raising ones.
+A face whose pores are at their floors scores its roughness alone whether its pores were
+resolved or not, so the score does not jump when a photo crosses 8 px/mm. ``overall`` is the mean
+of the pigmentation and wrinkle scores, the families whose planted changes every accepted photo
+resolves (texture's pores need 8 px/mm; roughness alone does not see them). Texture is reported
+and tracked on its own. Scores are computed the same way for the face and each region.
 
 The anchors are provisional: set from the distribution over 20 adult development faces (ages
 20-47; floors near their 10th percentile, halves near their 90th, so aged or damaged skin scores
@@ -25,12 +31,19 @@ sample render and 4 development faces: planted-effect / worst-wobble ratio): spo
 tone unevenness (2.5) carry the pigmentation score, red area (0.5) and spot contrast (0.8) less;
 wrinkle length (1.3) and density (1.4) the wrinkle score, the depth index (0.2: a mean over
 whichever lines are found, which a new shallow line can lower) little.
+
+Texture (version 1.3): roughness is measured on every accepted photo (pipeline 0.9.0), so its
+anchors come from the 20 development faces (3.5-4 px/mm: face p10 1.04, median 1.29, p90 1.78
+L*, regions up to p95 2.38; one face with a fringe in its regions 3.3): floor 1.0, half 3.0, so
+young skin scores as it does on the other families (face p90 28, as pigmentation's 28) and the
+score moves 25 points per L*, not 50 (its capture noise in points halves with it). The pores
+raise it where resolved.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-SCORING_VERSION = "1.2"
+SCORING_VERSION = "1.3"
 
 
 @dataclass(frozen=True)
@@ -39,6 +52,7 @@ class Anchor:
     half: float
     weight: float
     needs: str | None = None      # another metric of the family that must be > 0 to count
+    raises: bool = False          # raises the family's other metrics' score (see module doc)
 
     def severity(self, value: float) -> float:
         x = max(value - self.floor, 0.0)
@@ -53,9 +67,10 @@ SCORING: dict[str, dict[str, Anchor]] = {
         "red_area_pct": Anchor(floor=2.0, half=20.0, weight=0.15),
     },
     "texture": {
-        "roughness": Anchor(floor=1.5, half=5.0, weight=0.5),
-        "pore_density_per_cm2": Anchor(floor=20.0, half=80.0, weight=0.3),
-        "pore_diameter_mm": Anchor(floor=0.15, half=0.35, weight=0.2, needs="pore_density_per_cm2"),
+        "roughness": Anchor(floor=1.0, half=3.0, weight=1.0),
+        "pore_density_per_cm2": Anchor(floor=20.0, half=80.0, weight=0.6, raises=True),
+        # pores are found from 0.2-0.25 mm (2 px at 8-10 px/mm): their mean diameter counts above 0.3
+        "pore_diameter_mm": Anchor(floor=0.3, half=0.5, weight=0.4, needs="pore_density_per_cm2", raises=True),
     },
     "wrinkles": {
         "wrinkle_length_mm_per_cm2": Anchor(floor=0.5, half=5.0, weight=0.55),
@@ -63,6 +78,7 @@ SCORING: dict[str, dict[str, Anchor]] = {
         "wrinkle_depth_index": Anchor(floor=6.0, half=20.0, weight=0.10, needs="wrinkle_count"),
     },
 }
+RAISE_SHARE = 0.5   # raising metrics at their half take a quarter of the way to 100
 FAMILIES = tuple(SCORING)
 OVERALL_FAMILIES = ("pigmentation", "wrinkles")   # resolved on every accepted photo (see above)
 
@@ -72,16 +88,22 @@ def family_score(family: str, metrics: dict | None) -> float | None:
     of the family was measured."""
     if not metrics:
         return None
-    total = weight = 0.0
+    total = {False: 0.0, True: 0.0}
+    weight = {False: 0.0, True: 0.0}
     for name, anchor in SCORING[family].items():
         value = metrics.get(name)
         if value is None:
             continue
         if anchor.needs is not None and not metrics.get(anchor.needs):
             value = anchor.floor            # e.g. no spots: their contrast is not a severity
-        total += anchor.weight * anchor.severity(float(value))
-        weight += anchor.weight
-    return round(total / weight, 1) if weight else None
+        total[anchor.raises] += anchor.weight * anchor.severity(float(value))
+        weight[anchor.raises] += anchor.weight
+    if not weight[False]:
+        return None
+    score = total[False] / weight[False]
+    if weight[True]:
+        score += (100.0 - score) * RAISE_SHARE * total[True] / weight[True] / 100.0
+    return round(score, 1)
 
 
 def scores(metrics_by_family: dict) -> dict:

@@ -155,7 +155,7 @@ def test_unknown_allergy_needs_review():
 
 
 def test_allergies_to_everything_suggested_need_review():
-    doc = example_analysis(regions={"chin": {"metrics.texture.pore_diameter_mm": 0.34}}, rescore=True)
+    doc = example_analysis(regions={"chin": {"metrics.texture.pore_diameter_mm": 0.44}}, rescore=True)
     result = plan(doc, allergies=["zinc", "b_vitamin_complex"])
     assert result["suggestions"] == []
     assert result["status"] == "needs_review" and result["reasons"][0]["code"] == "all_excluded"
@@ -185,8 +185,8 @@ CONCERNS = {
     "rough_texture": ({"regions": {"forehead": {T + "roughness": 4.8}}},
                       "forehead", (T + "roughness", 4.8),
                       {"hyaluronic_acid", "amino_acid_complex", "b_vitamin_complex", "alpha_lipoic_acid"}),
-    "enlarged_pores": ({"regions": {"nasolabial_right": {T + "pore_diameter_mm": 0.34, T + "pore_density_per_cm2": 45.0}}},
-                       "nasolabial_right", (T + "pore_diameter_mm", 0.34), {"zinc", "b_vitamin_complex"}),
+    "enlarged_pores": ({"regions": {"nasolabial_right": {T + "pore_diameter_mm": 0.44, T + "pore_density_per_cm2": 45.0}}},
+                       "nasolabial_right", (T + "pore_diameter_mm", 0.44), {"zinc", "b_vitamin_complex"}),
     # four lines of delta-L* 11 at the eye corner (face depth index p50 10.6)
     "fine_lines": ({"regions": {"crows_feet_left": {W + "wrinkle_length_mm_per_cm2": 7.0, W + "wrinkle_density_pct": 7.0,
                                                    W + "wrinkle_depth_index": 11.0, W + "wrinkle_count": 4}}},
@@ -288,10 +288,8 @@ BOUNDARIES = [
      [("scores.pigmentation", 24.9), (P + "red_area_pct", 29.9)]),
     ("uneven_tone", "face", {"scores.pigmentation": 30.0, P + "tone_unevenness": 7.3},
      [("scores.pigmentation", 29.9), (P + "tone_unevenness", 7.29)]),
-    ("rough_texture", "forehead", {T + "roughness": 4.4}, [(T + "roughness", 4.39)]),
-    ("rough_texture", "forehead", {"scores.texture": 45.0, T + "roughness": 3.0},
-     [("scores.texture", 44.9), (T + "roughness", 2.99)]),
-    ("enlarged_pores", "chin", {T + "pore_diameter_mm": 0.3}, [(T + "pore_diameter_mm", 0.29)]),
+    ("rough_texture", "forehead", {T + "roughness": 3.0}, [(T + "roughness", 2.99)]),
+    ("enlarged_pores", "chin", {T + "pore_diameter_mm": 0.4}, [(T + "pore_diameter_mm", 0.39)]),
     ("enlarged_pores", "chin", {T + "pore_density_per_cm2": 60.0}, [(T + "pore_density_per_cm2", 59.9)]),
     ("fine_lines", "forehead", {"scores.wrinkles": 45.0, W + "wrinkle_count": 3, W + "wrinkle_depth_index": 13.99},
      [("scores.wrinkles", 44.9), (W + "wrinkle_count", 2)]),
@@ -332,7 +330,7 @@ def test_one_marked_fold_is_a_deep_wrinkle():
 
 def test_rough_and_porous_skin_shows_both():
     assert found(regions={"cheek_left": {T + "roughness": 3.6, T + "pore_density_per_cm2": 90.0,
-                                         T + "pore_diameter_mm": 0.4}}) == [
+                                         T + "pore_diameter_mm": 0.45}}) == [
         ("rough_texture", ("cheek_left",)), ("enlarged_pores", ("cheek_left",))]
 
 
@@ -343,7 +341,7 @@ def test_null_pore_metrics_are_skipped():
     assert detect_concerns(sparse) == []
     # below 8 px/mm pores are not measured at all: only roughness can say anything about texture
     unresolved = example_analysis(regions={"chin": {T + "pore_diameter_mm": None, T + "pore_density_per_cm2": None,
-                                                    "scores.texture": 60.0, T + "roughness": 2.5}})
+                                                    "scores.texture": 60.0, T + "roughness": 2.9}})
     assert detect_concerns(unresolved) == []
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.scoring import SCORING, Anchor, family_score, scores
+from pipelines.scoring import RAISE_SHARE, SCORING, Anchor, family_score, scores
 
 
 def test_anchor_is_zero_at_floor_fifty_at_half_and_strictly_increasing_above():
@@ -18,7 +18,10 @@ def test_anchor_is_zero_at_floor_fifty_at_half_and_strictly_increasing_above():
 
 def test_every_anchor_of_the_table_is_well_formed():
     for family, anchors in SCORING.items():
-        assert abs(sum(a.weight for a in anchors.values()) - 1.0) < 1e-9, family
+        for raises in (False, True):
+            group = [a.weight for a in anchors.values() if a.raises == raises]
+            assert not group or abs(sum(group) - 1.0) < 1e-9, (family, raises)
+        assert any(not a.raises for a in anchors.values()), family
         for name, a in anchors.items():
             assert a.half > a.floor and a.weight > 0, name
 
@@ -48,3 +51,23 @@ def test_overall_is_the_mean_of_pigmentation_and_wrinkles_whatever_texture_is():
     assert without["texture"] is None and with_texture["texture"] > 80.0
     assert without["overall"] == with_texture["overall"] == pytest.approx(25.0, abs=0.05)
     assert scores({"texture": {"roughness": 40.0}})["overall"] is None
+
+
+def test_pores_raise_texture_by_part_of_what_is_left_and_never_make_it_jump():
+    rough = SCORING["texture"]["roughness"]
+    alone = family_score("texture", {"roughness": rough.half, "pore_density_per_cm2": None})
+    assert alone == pytest.approx(50.0, abs=0.05)
+    # pores at their floors (resolved, unremarkable): the score is the roughness's own
+    floors = {"roughness": rough.half, "pore_density_per_cm2": 20.0, "pore_diameter_mm": 0.3}
+    assert family_score("texture", floors) == pytest.approx(alone, abs=0.05)
+    # pores at their halves raise it by RAISE_SHARE * 50 % of what is left to 100
+    halves = {"roughness": rough.half, "pore_density_per_cm2": 80.0, "pore_diameter_mm": 0.5}
+    assert family_score("texture", halves) == pytest.approx(50.0 + 50.0 * RAISE_SHARE * 0.5, abs=0.05)
+    # monotone in each: more pores, larger pores, rougher skin
+    more = [family_score("texture", {**halves, "pore_density_per_cm2": d}) for d in (20.0, 40.0, 80.0, 160.0)]
+    larger = [family_score("texture", {**halves, "pore_diameter_mm": d}) for d in (0.3, 0.4, 0.5, 0.7)]
+    rougher = [family_score("texture", {**halves, "roughness": r}) for r in (1.2, 1.8, 2.2, 4.0)]
+    for seq in (more, larger, rougher):
+        assert all(b > a for a, b in zip(seq, seq[1:])), seq
+    # pores alone are no texture score: roughness is measured wherever pores are
+    assert family_score("texture", {"roughness": None, "pore_density_per_cm2": 80.0}) is None

@@ -12,6 +12,7 @@ from pipelines.metrics.luminance import fill_outside, lstar_from_linear, lstar_f
 from pipelines.metrics.texture import TextureParams, measure_texture
 from pipelines.synthetic.pores import plant_pores, random_pores
 from pipelines.synthetic.skin import lab_to_srgb8, skin_lab
+from pipelines.synthetic.spots import plant_spots
 from tests.wobble import blur, exposure, jpeg
 
 SIZE_MM = 30.0
@@ -110,6 +111,52 @@ def test_roughness_increases_with_grain():
     assert r[3] / r[1] == pytest.approx(3.0 / 0.8, rel=0.25)
 
 
+def coarse_skin(ppm, relief, seed=5):
+    """Skin with a millimetre-scale relief: L* std ``relief`` of structures about 1-2 mm across."""
+    lab = patch(ppm, seed=seed)
+    bumps = cv2.GaussianBlur(np.random.default_rng(seed).standard_normal(lab.shape[:2]).astype(np.float32),
+                             (0, 0), 0.4 * ppm)
+    lab[..., 0] += relief * bumps / bumps.std()
+    return lab
+
+
+def as_photo_at(rgb, ppm, native):
+    """A ``ppm`` frame resampled from a photo at ``native`` px/mm: down to it, with the camera's
+    own blur (0.5 px), and back up, as the canonical frame is made from a low-resolution photo."""
+    h, w = rgb.shape[:2]
+    small = cv2.resize(rgb, (round(w * native / ppm), round(h * native / ppm)), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), 0.5)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+
+
+def test_roughness_is_the_same_from_2_5_px_per_mm_up():
+    ppm = 20.0
+    rgb = lab_to_srgb8(coarse_skin(ppm, 3.0))
+    sharp = texture(rgb, ppm).face.roughness
+    for native in (2.5, 3.5, 5.0, 10.0):
+        got = texture(as_photo_at(rgb, ppm, native), ppm, native_px_per_mm=native)
+        assert "roughness_unresolved" not in [c for c, _ in got.warnings]
+        assert got.face.roughness == pytest.approx(sharp, rel=0.06), native  # 0.6 px blur not counted: -9 %
+    r = [texture(as_photo_at(lab_to_srgb8(coarse_skin(ppm, c)), ppm, 3.5), ppm, native_px_per_mm=3.5).face.roughness
+         for c in (0.5, 1.5, 3.0, 5.0)]
+    assert all(b > a for a, b in zip(r, r[1:])), r
+
+
+def test_brown_spots_given_as_marks_do_not_make_the_skin_rough():
+    ppm = 10.0
+    lab = coarse_skin(ppm, 1.5)
+    spotted, truth = plant_spots(lab, ppm, count=12, diameter_mm=(3.0, 5.0), delta_l=(12.0, 15.0), seed=3)
+    clean = texture(lab_to_srgb8(lab), ppm).face.roughness
+    seen = texture(lab_to_srgb8(spotted), ppm).face.roughness
+    flat = texture(lab_to_srgb8(spotted), ppm, marks=truth.spot_mask).face.roughness
+    assert seen > 1.3 * clean                         # read as relief, the spots' edges roughen
+    assert flat == pytest.approx(clean, rel=0.08)     # filled in from around them, they do not
+    # marks on clean skin change little: the fill keeps the local level
+    assert texture(lab_to_srgb8(lab), ppm, marks=truth.spot_mask).face.roughness == pytest.approx(clean, rel=0.08)
+    with pytest.raises(InvalidInput):
+        texture(lab_to_srgb8(lab), ppm, marks=truth.spot_mask[:-1])
+
+
 def test_roughness_ignores_illumination_gradient():
     ppm = 10.0
     lab = patch(ppm, seed=4)
@@ -184,7 +231,7 @@ def test_pores_unresolved_at_low_native_resolution(pored):
     assert not res.pore_mask.any()
     ok = texture(rgb, ppm, native_px_per_mm=12.0)
     assert "pores_unresolved" not in [c for c, _ in ok.warnings] and ok.face.pore_count > 0
-    low = texture(rgb, ppm, native_px_per_mm=3.0)
+    low = texture(rgb, ppm, native_px_per_mm=2.0)
     assert {"pores_unresolved", "roughness_unresolved"} <= {c for c, _ in low.warnings}
     assert low.face.roughness is None
 

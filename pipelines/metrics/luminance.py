@@ -115,14 +115,14 @@ def check_inputs(
             f"native_px_per_mm must be a positive number or None, got {native_px_per_mm!r}",
             field="native_px_per_mm",
         )
-    skin = _check_mask(skin_mask, hw, "skin_mask")
+    skin = check_mask(skin_mask, hw, "skin_mask")
     out = {}
     for name, m in masks.items():
-        out[str(name)] = _check_mask(m, hw, f"masks[{name!r}]")
+        out[str(name)] = check_mask(m, hw, f"masks[{name!r}]")
     return rgb, out, skin
 
 
-def _check_mask(m: np.ndarray, hw: tuple[int, int], field: str) -> np.ndarray:
+def check_mask(m: np.ndarray, hw: tuple[int, int], field: str) -> np.ndarray:
     if not isinstance(m, np.ndarray) or m.shape != hw:
         raise InvalidInput(f"{field} must be an array of shape {hw}, got {getattr(m, 'shape', type(m))}", field=field)
     if m.dtype != np.bool_:

@@ -4,10 +4,13 @@ Input: the canonical frame as sRGB ``uint8`` (H, W, 3) at ``px_per_mm`` (canonic
 region masks (``bool`` (H, W), already intersected with skin) and the skin mask. Everything is
 measured on CIE L* (see :mod:`pipelines.metrics.luminance`), in physical units:
 
-``roughness``            RMS of L* band-passed to structures about 0.5-2 mm across: the
-                         difference of Gaussians G(0.25 mm) - G(1 mm) of L*, in L* units (>= 0;
-                         ~0.3-0.6 smooth skin, 1-3 coarse). Illumination gradients and blotches
-                         (> ~4 mm) and camera noise (< ~0.3 mm) fall outside the band.
+``roughness``            RMS of L* band-passed to structures about 0.7-3 mm across: the
+                         difference of Gaussians G(0.35 mm) - G(1.4 mm) of L*, in L* units (>= 0;
+                         young adult faces 1.0-1.8, coarse skin 3 and more), over the skin
+                         between the ``marks`` (spots and lines the other families measure).
+                         The fine edge is a total blur that counts the photo's own (0.6 native
+                         px), so the band is the same from 2.5 px/mm up. Illumination gradients
+                         and blotches (> ~5 mm) and camera noise (< ~0.4 mm) fall outside it.
 ``pore_density_per_cm2`` dark round blobs 0.1-0.5 mm across per cm^2 of region: scale-normalised
                          LoG (as differences of Gaussians, sigma = d / (2 sqrt 2) for diameters d
                          a factor <= 1.41 apart), 3 x 3 local maxima of the maximum over scales,
@@ -23,9 +26,9 @@ measured on CIE L* (see :mod:`pipelines.metrics.luminance`), in physical units:
 
 Pores need resolution: with an effective resolution (the lower of ``px_per_mm`` and the photo's
 ``native_px_per_mm``) under 8 px/mm a 0.25 mm pore spans less than 2 real pixels, so the pore
-metrics are None and the warning ``pores_unresolved`` is emitted. Roughness needs 4 px/mm
-(``roughness_unresolved``). The constants live in :class:`TextureParams`; the overlay maps are
-built lazily, on first access. README.md, section "Texture and wrinkle metrics" has the long form.
+metrics are None and the warning ``pores_unresolved`` is emitted. Roughness needs 2.5 px/mm
+(``roughness_unresolved``), under which the quality gate rejects a photo anyway. The constants
+live in :class:`TextureParams`; the overlay maps are built lazily, on first access. README.md, section "Texture and wrinkle metrics" has the long form.
 """
 from __future__ import annotations
 
@@ -43,7 +46,9 @@ from pipelines.metrics.luminance import (
     area_cm2,
     as_u8,
     check_inputs,
+    check_mask,
     effective_px_per_mm,
+    fill_outside,
     SkinLuminance,
     mask_box,
     mask_on_grid,
@@ -59,9 +64,10 @@ Warning_ = tuple[str, str]
 class TextureParams:
     """Constants of the texture metrics (one versioned place; defaults are the documented ones)."""
 
-    roughness_sigmas_mm: tuple[float, float] = (0.25, 1.0)
+    roughness_sigmas_mm: tuple[float, float] = (0.35, 1.4)
     roughness_map_sigma_mm: float = 2.0
-    roughness_min_px_per_mm: float = 4.0
+    roughness_min_px_per_mm: float = 2.5  # the quality gate's own floor: every accepted photo
+    native_blur_px: float = 0.6  # a photo's own blur (optics, demosaicing, pixel area), native px
     roughness_work_px_per_mm: float = 5.0
     pore_diameter_mm: tuple[float, float] = (0.1, 0.5)
     pore_min_native_px: float = 2.0  # a measurable pore spans >= 2 native pixels
@@ -74,6 +80,9 @@ class TextureParams:
     shine_k_mad: float = 3.0
     shine_sat_frac: float = 0.6
     min_region_area_cm2: float = 0.05
+    mark_margin_mm: float = 1.0  # marks (spots, lines) are filled from this far around them
+    mark_fill_sigma_mm: float = 1.5
+    mark_max_share: float = 0.25  # roughness is of the skin between marks while >= this share is left
 
 
 @dataclass(frozen=True)
@@ -150,6 +159,7 @@ def measure_texture(
     skin_mask: np.ndarray,
     native_px_per_mm: float | None = None,
     luminance: SkinLuminance | None = None,
+    marks: np.ndarray | None = None,
     params: TextureParams | None = None,
 ) -> TextureResult:
     """Roughness, pores and shine per region of the canonical frame.
@@ -158,10 +168,15 @@ def measure_texture(
     ``px_per_mm`` the frame's scale; ``skin_mask`` bool (H, W); ``native_px_per_mm`` the photo's own scale when the frame
     was resampled from it (None: same as ``px_per_mm``); ``luminance`` an optional
     :func:`~pipelines.metrics.luminance.skin_luminance` of the same frame, to share the L*
-    conversion with the wrinkle metrics (recomputed when it does not cover the masks).
+    conversion with the wrinkle metrics (recomputed when it does not cover the masks);
+    ``marks`` an optional bool (H, W) of what the other families measure (the brown spots and
+    the wrinkle lines found): roughness reads their L* filled in from the skin around them and
+    is the relief of the skin between them, so a new spot or line moves its own score, not this.
     """
     p = params or TextureParams()
     rgb, masks, skin = check_inputs(rgb, masks, skin_mask, px_per_mm, native_px_per_mm)
+    if marks is not None:
+        marks = check_mask(marks, skin.shape, "marks")
     ppm = float(px_per_mm)
     ppm_eff = effective_px_per_mm(ppm, native_px_per_mm)
     h, w = rgb.shape[:2]
@@ -199,9 +214,10 @@ def measure_texture(
     L, Lf = luminance.lstar, luminance.filled
 
     # -- roughness (on a ~5 px/mm grid) ---------------------------------------------------------
-    band2 = rmap = None
+    band2 = rmap = off_marks = None
     if rough_ok:
-        band2, rmap = _roughness_maps(pad_to_multiple(Lf, f_r), ppm, f_r, p)
+        marks_c = None if marks is None else pad_to_multiple(as_u8(marks[y0:y1, x0:x1]) * np.uint8(255), f_r)
+        band2, rmap, off_marks = _roughness_maps(pad_to_multiple(Lf, f_r), ppm, ppm_eff, f_r, p, marks_c)
 
     # -- pores ----------------------------------------------------------------------------------
     pores = np.zeros((0, 4), np.float32)
@@ -232,6 +248,10 @@ def measure_texture(
             grid = mask_on_grid(mask, (y0, x0), (band2.shape[0] * f_r, band2.shape[1] * f_r), f_r, b)
             if grid is not None:
                 (gy0, gy1, gx0, gx1), mg = grid
+                if off_marks is not None:   # the skin between the marks, unless they cover most of it
+                    between = mg & off_marks[gy0:gy1, gx0:gx1]
+                    if np.count_nonzero(between) >= p.mark_max_share * np.count_nonzero(mg):
+                        mg = between
                 rough = float(math.sqrt(max(0.0, cv2.mean(band2[gy0:gy1, gx0:gx1], mask=as_u8(mg))[0])))
         cy0, cy1, cx0, cx1 = by0 - y0, by1 - y0, bx0 - x0, bx1 - x0
         shine = 100.0 * cv2.countNonZero(cv2.bitwise_and(shine_c[cy0:cy1, cx0:cx1], m8)) / n
@@ -248,24 +268,41 @@ def measure_texture(
     return TextureResult(face, regions, warnings, pores, ppm, p, (h, w), skin, rmap, (y0, y1, x0, x1), f_r)
 
 
-def _roughness_maps(Lf: np.ndarray, ppm: float, f: int, p: TextureParams) -> tuple[np.ndarray, np.ndarray]:
-    """(band^2, local RMS map), both on the 1/f working grid; ``Lf`` sides are multiples of f.
+def _roughness_maps(Lf: np.ndarray, ppm: float, ppm_eff: float, f: int, p: TextureParams,
+                    marks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(band^2, local RMS map, off-marks mask or None), all on the 1/f working grid; ``Lf`` and
+    ``marks`` (uint8, 0/255, or None) are crops whose sides are multiples of f.
+
+    The marks, grown by ``mark_margin_mm``, are replaced by the local mean of the skin around
+    them before the band-pass (it would read a spot's edge as relief); the third value is where
+    the grown marks are not.
+
+    The band's fine edge is a total blur: the photo's own blur (``native_blur_px`` at its
+    effective resolution) is counted in, so a photo at 3 px/mm and one at 12 px/mm are filtered
+    to the same physical band and read the same roughness.
 
     The wide Gaussians (the band's lower edge and the local-RMS window) run on a further 4x
     coarser grid and are interpolated back: they are smooth at that grid's spacing."""
     h, w = Lf.shape
     small = cv2.resize(Lf, (w // f, h // f), interpolation=cv2.INTER_AREA) if f > 1 else Lf
     pw = ppm / f
+    off = None
+    if marks is not None and cv2.countNonZero(marks):
+        # a cell touched by a mark is marked (INTER_AREA of 0/255 is > 0 there)
+        m = cv2.resize(marks, (w // f, h // f), interpolation=cv2.INTER_AREA) if f > 1 else marks
+        r = max(1, int(round(p.mark_margin_mm * pw)))
+        off = cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))) == 0
+        small = fill_outside(small, off, pw, p.mark_fill_sigma_mm)
     s1, s2 = (s * pw for s in p.roughness_sigmas_mm)
     # an f x f box average already blurs by var (f^2 - 1) / 12 (in full-res px^2) -> (f^2-1)/(12 f^2) here
-    pre = (f * f - 1) / (12.0 * f * f)
+    pre = (f * f - 1) / (12.0 * f * f) + (p.native_blur_px / ppm_eff * pw) ** 2
     g1 = cv2.GaussianBlur(small, (0, 0), math.sqrt(max(s1 * s1 - pre, 0.09)), borderType=cv2.BORDER_REFLECT)
     g2 = _wide_blur(small, s2)
     band = cv2.subtract(g1, g2)
     b2 = cv2.multiply(band, band)
     local = _wide_blur(b2, p.roughness_map_sigma_mm * pw)
     rmap = cv2.sqrt(cv2.max(local, 0.0))
-    return b2, rmap
+    return b2, rmap, off
 
 
 def _wide_blur(img: np.ndarray, sigma: float) -> np.ndarray:

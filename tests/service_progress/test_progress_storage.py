@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from pipelines.calibration import parse_repeatability
 from pipelines.errors import ImageRejected
-from pipelines.planning.samples import example_analysis
+from pipelines.planning.samples import CLEAR_METRICS, example_analysis
 from pipelines.progress import IMPROVED
 from service.progress import (load_visit_scores, patient_progress, progress_query, record_visit)
 from service.storage import repository as repo
@@ -90,7 +90,7 @@ def test_the_series_is_one_query(db, session, clinic_patient):
     rows = load_visit_scores(session, c, p, with_metrics=True)
     assert len(statements) == 1
     assert len(rows) == 12 and {r.pipeline_version for r in rows} == {"0.1.0", "0.2.0"}
-    assert rows[0].metrics["texture"]["roughness"] == 1.5
+    assert rows[0].metrics["texture"]["roughness"] == CLEAR_METRICS["texture"]["roughness"]
     assert set(rows[0].region_scores["forehead"]) == {"pigmentation", "texture", "wrinkles"}
     statements.clear()
     patient_progress(session, c, p)
