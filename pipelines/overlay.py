@@ -17,6 +17,7 @@ from pipelines.regions import REGION_NAMES
 HEAT_LAYERS = {
     "spots": ("spots", cv2.COLORMAP_INFERNO),
     "redness": ("redness", cv2.COLORMAP_HOT),
+    "roughness": ("roughness", cv2.COLORMAP_PLASMA),
     "pores": ("pores", cv2.COLORMAP_VIRIDIS),
     "wrinkles": ("wrinkles", cv2.COLORMAP_TURBO),
 }

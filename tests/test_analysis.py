@@ -274,3 +274,23 @@ def test_a_face_under_the_resolution_gate_is_found_and_called_too_small(of_gate)
     with pytest.raises(ImageRejected) as err:
         analyzer.analyze(buf.getvalue())
     assert err.value.code == "face_too_small"
+
+
+def test_roughness_layer_is_the_local_texture_severity(analyzer, render_bytes):
+    """The texture family's overlay on every photo (pores need 8 px/mm): the local roughness
+    mapped through the score's own anchor, 0 off skin, higher where the regions are rougher."""
+    from pipelines.scoring import SCORING
+
+    a = analyzer.analyze(render_bytes)
+    heat = a.layers["roughness"]
+    assert heat.shape == a.skin.shape and heat.dtype == np.float32
+    assert heat.min() >= 0.0 and heat.max() < 1.0 and not heat[~a.skin].any()
+    rough = {n: r["metrics"]["texture"]["roughness"] for n, r in a.document["regions"].items() if r["measurable"]}
+    roughest, smoothest = max(rough, key=rough.get), min(rough, key=rough.get)
+    assert rough[roughest] > rough[smoothest] + 1.0
+    mean_heat = {n: float(heat[a.regions[n].mask].mean()) for n in (roughest, smoothest)}
+    assert mean_heat[roughest] > mean_heat[smoothest] + 0.1
+    # at the region's own roughness the curve gives the region's severity: the mean local heat is
+    # of that order (the local RMS varies about the region's)
+    anchor = SCORING["texture"]["roughness"]
+    assert mean_heat[roughest] == pytest.approx(anchor.severity(rough[roughest]) / 100.0, abs=0.15)

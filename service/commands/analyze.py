@@ -15,7 +15,7 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print the result document (JSON Lines for several photos)")
     p.add_argument("--overlay", type=Path, metavar="OUT.png",
                    help="write an overlay PNG (with several photos: OUT-<photo stem>.png)")
-    p.add_argument("--layer", default="regions", help="overlay layer: regions, spots, redness, pores, wrinkles")
+    p.add_argument("--layer", default="regions", help="overlay layer: regions, spots, redness, roughness, pores, wrinkles")
     p.add_argument("--region", default=None, help="limit the overlay to one region")
     p.set_defaults(func=run)
 

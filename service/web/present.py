@@ -20,6 +20,7 @@ LAYERS = (
     ("regions", "Regions", None),
     ("spots", "Spots", "pigmentation"),
     ("redness", "Redness", "pigmentation"),
+    ("roughness", "Roughness", "texture"),
     ("pores", "Pores", "texture"),
     ("wrinkles", "Wrinkles", "wrinkles"),
 )
