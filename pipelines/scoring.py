@@ -14,7 +14,8 @@ they do not share the mean; they raise the score of the others by part of what i
 
     score = base + (100 - base) * RAISE_SHARE * raise / 100
 
-``base`` the weighted mean of the other metrics' severities, ``raise`` that of the raising ones.
+``base`` the weighted mean of the other metrics' severities, ``raise`` that of the raising ones;
+``RAISE_SHARE`` 0.6 (pores at their halves on skin at its floor score 30).
 A face whose pores are at their floors scores its roughness alone whether its pores were
 resolved or not, so the score does not jump when a photo crosses 8 px/mm. ``overall`` is the mean
 of the pigmentation and wrinkle scores, the families whose planted changes every accepted photo
@@ -33,9 +34,9 @@ wrinkle length (1.3) and density (1.4) the wrinkle score, the depth index (0.2: 
 whichever lines are found, which a new shallow line can lower) little.
 
 Texture (version 1.3): roughness is measured on every accepted photo (pipeline 0.9.0), so its
-anchors come from the 20 development faces (3.5-4 px/mm: face p10 1.04, median 1.29, p90 1.78
-L*, regions up to p95 2.38; one face with a fringe in its regions 3.3): floor 1.0, half 3.0, so
-young skin scores as it does on the other families (face p90 28, as pigmentation's 28) and the
+anchors come from the 20 development faces (3.5-4 px/mm: face p10 1.11, median 1.34, p90 1.83
+L*, regions up to p95 2.69; one face with a fringe in its regions 3.9): floor 1.0, half 3.0, so
+young skin scores as it does on the other families (face p90 29, as pigmentation's 28) and the
 score moves 25 points per L*, not 50 (its capture noise in points halves with it). The pores
 raise it where resolved.
 """
@@ -78,7 +79,7 @@ SCORING: dict[str, dict[str, Anchor]] = {
         "wrinkle_depth_index": Anchor(floor=6.0, half=20.0, weight=0.10, needs="wrinkle_count"),
     },
 }
-RAISE_SHARE = 0.5   # raising metrics at their half take a quarter of the way to 100
+RAISE_SHARE = 0.6   # raising metrics at their half take 30 % of the way to 100
 FAMILIES = tuple(SCORING)
 OVERALL_FAMILIES = ("pigmentation", "wrinkles")   # resolved on every accepted photo (see above)
 

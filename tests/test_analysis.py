@@ -290,7 +290,10 @@ def test_roughness_layer_is_the_local_texture_severity(analyzer, render_bytes):
     assert rough[roughest] > rough[smoothest] + 1.0
     mean_heat = {n: float(heat[a.regions[n].mask].mean()) for n in (roughest, smoothest)}
     assert mean_heat[roughest] > mean_heat[smoothest] + 0.1
-    # at the region's own roughness the curve gives the region's severity: the mean local heat is
-    # of that order (the local RMS varies about the region's)
+    # through the score's curve: a region's mean heat is at most its own severity (the curve is
+    # concave and the local RMS, with the spots and lines filled in, averages below the region's)
+    # and of its order (a broken scale would be far off)
     anchor = SCORING["texture"]["roughness"]
-    assert mean_heat[roughest] == pytest.approx(anchor.severity(rough[roughest]) / 100.0, abs=0.15)
+    for name, value in rough.items():
+        sev = anchor.severity(value) / 100.0
+        assert 0.5 * sev <= float(heat[a.regions[name].mask].mean()) <= sev + 0.05, name

@@ -288,7 +288,7 @@ BOUNDARIES = [
      [("scores.pigmentation", 24.9), (P + "red_area_pct", 29.9)]),
     ("uneven_tone", "face", {"scores.pigmentation": 30.0, P + "tone_unevenness": 7.3},
      [("scores.pigmentation", 29.9), (P + "tone_unevenness", 7.29)]),
-    ("rough_texture", "forehead", {T + "roughness": 3.0}, [(T + "roughness", 2.99)]),
+    ("rough_texture", "forehead", {T + "roughness": 3.3}, [(T + "roughness", 3.29)]),
     ("enlarged_pores", "chin", {T + "pore_diameter_mm": 0.4}, [(T + "pore_diameter_mm", 0.39)]),
     ("enlarged_pores", "chin", {T + "pore_density_per_cm2": 60.0}, [(T + "pore_density_per_cm2", 59.9)]),
     ("fine_lines", "forehead", {"scores.wrinkles": 45.0, W + "wrinkle_count": 3, W + "wrinkle_depth_index": 13.99},
@@ -341,7 +341,7 @@ def test_null_pore_metrics_are_skipped():
     assert detect_concerns(sparse) == []
     # below 8 px/mm pores are not measured at all: only roughness can say anything about texture
     unresolved = example_analysis(regions={"chin": {T + "pore_diameter_mm": None, T + "pore_density_per_cm2": None,
-                                                    "scores.texture": 60.0, T + "roughness": 2.9}})
+                                                    "scores.texture": 60.0, T + "roughness": 3.2}})
     assert detect_concerns(unresolved) == []
 
 

@@ -136,7 +136,7 @@ def test_roughness_is_the_same_from_2_5_px_per_mm_up():
     for native in (2.5, 3.5, 5.0, 10.0):
         got = texture(as_photo_at(rgb, ppm, native), ppm, native_px_per_mm=native)
         assert "roughness_unresolved" not in [c for c, _ in got.warnings]
-        assert got.face.roughness == pytest.approx(sharp, rel=0.06), native  # 0.6 px blur not counted: -9 %
+        assert got.face.roughness == pytest.approx(sharp, rel=0.04), native  # 0.6 px blur not counted: -5 %
     r = [texture(as_photo_at(lab_to_srgb8(coarse_skin(ppm, c)), ppm, 3.5), ppm, native_px_per_mm=3.5).face.roughness
          for c in (0.5, 1.5, 3.0, 5.0)]
     assert all(b > a for a, b in zip(r, r[1:])), r
@@ -162,9 +162,15 @@ def test_roughness_ignores_illumination_gradient():
     lab = patch(ppm, seed=4)
     ramp = lab.copy()
     ramp[..., 0] += np.linspace(-8, 8, lab.shape[1], dtype=np.float32)[None, :]  # 16 L* across 3 cm
-    a = texture(lab_to_srgb8(lab), ppm).face.roughness
-    b = texture(lab_to_srgb8(ramp), ppm).face.roughness
-    assert b == pytest.approx(a, rel=0.05)
+    # judged away from the patch's edge (the 2 mm Gaussian of the band reaches ~6 mm), where a
+    # face's regions are too: skin goes on around them
+    inner = np.zeros(lab.shape[:2], bool)
+    inner[60:-60, 60:-60] = True
+
+    def rough(lab_):
+        return measure_texture(lab_to_srgb8(lab_), {"cheek_left": inner}, ppm, skin_mask=full(lab_)).face.roughness
+
+    assert rough(ramp) == pytest.approx(rough(lab), rel=0.05)
 
 
 @pytest.mark.parametrize("name,change", [

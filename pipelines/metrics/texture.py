@@ -4,13 +4,13 @@ Input: the canonical frame as sRGB ``uint8`` (H, W, 3) at ``px_per_mm`` (canonic
 region masks (``bool`` (H, W), already intersected with skin) and the skin mask. Everything is
 measured on CIE L* (see :mod:`pipelines.metrics.luminance`), in physical units:
 
-``roughness``            RMS of L* band-passed to structures about 0.7-3 mm across: the
-                         difference of Gaussians G(0.35 mm) - G(1.4 mm) of L*, in L* units (>= 0;
+``roughness``            RMS of L* band-passed to structures about 1-4 mm across: the
+                         difference of Gaussians G(0.5 mm) - G(2 mm) of L*, in L* units (>= 0;
                          young adult faces 1.0-1.8, coarse skin 3 and more), over the skin
                          between the ``marks`` (spots and lines the other families measure).
                          The fine edge is a total blur that counts the photo's own (0.6 native
                          px), so the band is the same from 2.5 px/mm up. Illumination gradients
-                         and blotches (> ~5 mm) and camera noise (< ~0.4 mm) fall outside it.
+                         and blotches (> ~7 mm) and camera noise (< ~0.5 mm) fall outside it.
 ``pore_density_per_cm2`` dark round blobs 0.1-0.5 mm across per cm^2 of region: scale-normalised
                          LoG (as differences of Gaussians, sigma = d / (2 sqrt 2) for diameters d
                          a factor <= 1.41 apart), 3 x 3 local maxima of the maximum over scales,
@@ -64,7 +64,7 @@ Warning_ = tuple[str, str]
 class TextureParams:
     """Constants of the texture metrics (one versioned place; defaults are the documented ones)."""
 
-    roughness_sigmas_mm: tuple[float, float] = (0.35, 1.4)
+    roughness_sigmas_mm: tuple[float, float] = (0.5, 2.0)
     roughness_map_sigma_mm: float = 2.0
     roughness_min_px_per_mm: float = 2.5  # the quality gate's own floor: every accepted photo
     native_blur_px: float = 0.6  # a photo's own blur (optics, demosaicing, pixel area), native px
