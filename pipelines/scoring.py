@@ -36,9 +36,9 @@ whichever lines are found, which a new shallow line can lower) little.
 Texture (version 1.3): roughness is measured on every accepted photo (pipeline 0.9.0), so its
 anchors come from the 20 development faces (3.5-4 px/mm: face p10 1.11, median 1.34, p90 1.83
 L*, regions up to p95 2.69; one face with a fringe in its regions 3.9): floor 1.0, half 3.0, so
-young skin scores as it does on the other families (face p90 29, as pigmentation's 28) and the
-score moves 25 points per L*, not 50 (its capture noise in points halves with it). The pores
-raise it where resolved.
+young skin scores as it does on the other families (face p90 29, as pigmentation's 28), and at
+the floor the score moves 50 points per L* (a half of 2.0 would make it 100, and its capture
+noise in points with it). The pores raise it where resolved.
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ measured on CIE L* (see :mod:`pipelines.metrics.luminance`), in physical units:
 
 ``roughness``            RMS of L* band-passed to structures about 1-4 mm across: the
                          difference of Gaussians G(0.5 mm) - G(2 mm) of L*, in L* units (>= 0;
-                         young adult faces 1.0-1.8, coarse skin 3 and more), over the skin
+                         young adult faces 1.1-1.8, coarse skin 3 and more), over the skin
                          between the ``marks`` (spots and lines the other families measure).
                          The fine edge is a total blur that counts the photo's own (0.6 native
                          px), so the band is the same from 2.5 px/mm up. Illumination gradients
@@ -28,7 +28,8 @@ Pores need resolution: with an effective resolution (the lower of ``px_per_mm`` 
 ``native_px_per_mm``) under 8 px/mm a 0.25 mm pore spans less than 2 real pixels, so the pore
 metrics are None and the warning ``pores_unresolved`` is emitted. Roughness needs 2.5 px/mm
 (``roughness_unresolved``), under which the quality gate rejects a photo anyway. The constants
-live in :class:`TextureParams`; the overlay maps are built lazily, on first access. README.md, section "Texture and wrinkle metrics" has the long form.
+live in :class:`TextureParams`; the overlay maps are built lazily, on first access. README.md,
+section "Texture and wrinkle metrics" has the long form.
 """
 from __future__ import annotations
 
