@@ -153,6 +153,11 @@ def test_brown_spots_given_as_marks_do_not_make_the_skin_rough():
     assert flat == pytest.approx(clean, rel=0.08)     # filled in from around them, they do not
     # marks on clean skin change little: the fill keeps the local level
     assert texture(lab_to_srgb8(lab), ppm, marks=truth.spot_mask).face.roughness == pytest.approx(clean, rel=0.08)
+    # marks over most of a region: its roughness is that of the whole region, filled marks and all
+    most = np.ones(lab.shape[:2], bool)
+    most[:, :30] = False                              # 10 % left, under the 25 % share
+    covered = texture(lab_to_srgb8(spotted), ppm, marks=most).face.roughness
+    assert covered is not None and 0.0 < covered < flat
     with pytest.raises(InvalidInput):
         texture(lab_to_srgb8(lab), ppm, marks=truth.spot_mask[:-1])
 
