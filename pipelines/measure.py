@@ -20,7 +20,7 @@ from pipelines.metrics.pigmentation import PigmentationParams, measure_pigmentat
 from pipelines.metrics.texture import measure_texture
 from pipelines.metrics.wrinkles import OrientationPrior, default_priors, measure_wrinkles
 from pipelines.regions import Region
-from pipelines.scoring import SCORING, Anchor
+from pipelines.scoring import SCORING
 
 # The metric names of the result document, per family (the contract; see README "Metrics").
 METRIC_NAMES = {
@@ -91,13 +91,6 @@ def _wrinkle_layer(response: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Wrinkle response on detected lines, scaled so the 90th percentile is 1."""
     scale = float(np.percentile(response[mask], 90)) if mask.any() else 1.0
     return np.clip(response / max(scale, 1e-6), 0.0, 1.0) * mask
-
-
-def _severity_layer(values: np.ndarray, anchor: Anchor) -> np.ndarray:
-    """The severity (0-1) a metric's local map would score by ``anchor``: 0 up to the floor, 0.5
-    at the half, as the score's own curve; 0 where the map is 0 (off skin)."""
-    x = cv2.max(values - np.float32(anchor.floor), 0.0)
-    return cv2.divide(x, x + np.float32(anchor.half - anchor.floor))
 
 
 def sclera_mask(frame: CanonicalFrame, skin: np.ndarray) -> np.ndarray:
@@ -208,7 +201,8 @@ def measure_face(frame: CanonicalFrame, skin: np.ndarray, regions: dict[str, Reg
         "spots": lambda: pig.spot_mask.astype(np.float32),
         "redness": lambda: np.clip(pig.redness_map / 20.0, 0.0, 1.0) * pig.red_mask,
         "pores": lambda: tex.pore_mask.astype(np.float32),
-        "roughness": lambda: _severity_layer(tex.roughness_map, SCORING["texture"]["roughness"]),
+        # the local roughness through the score's own curve: 0 up to the floor, 0.5 at the half
+        "roughness": lambda: SCORING["texture"]["roughness"].severity_map(tex.roughness_map),
         "wrinkles": lambda: _wrinkle_layer(wr.wrinkle_response, wr.wrinkle_mask),
     })
     return Measurements(face=face, regions=per_region, colour_correction=correction.as_dict(),

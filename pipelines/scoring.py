@@ -44,6 +44,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 SCORING_VERSION = "1.3"
 
 
@@ -58,6 +60,11 @@ class Anchor:
     def severity(self, value: float) -> float:
         x = max(value - self.floor, 0.0)
         return 100.0 * x / (x + (self.half - self.floor))
+
+    def severity_map(self, values: np.ndarray) -> np.ndarray:
+        """:meth:`severity` of every value of a float32 map, as a 0-1 share (an overlay's heat)."""
+        x = np.maximum(values - np.float32(self.floor), np.float32(0.0))
+        return x / (x + np.float32(self.half - self.floor))
 
 
 SCORING: dict[str, dict[str, Anchor]] = {

@@ -71,3 +71,11 @@ def test_pores_raise_texture_by_part_of_what_is_left_and_never_make_it_jump():
         assert all(b > a for a, b in zip(seq, seq[1:])), seq
     # pores alone are no texture score: roughness is measured wherever pores are
     assert family_score("texture", {"roughness": None, "pore_density_per_cm2": 80.0}) is None
+
+
+def test_severity_map_is_the_severity_of_each_value_as_a_share():
+    a = Anchor(floor=1.0, half=3.0, weight=1.0)
+    values = np.array([[0.0, 1.0, 2.0], [3.0, 5.0, 40.0]], np.float32)
+    heat = a.severity_map(values)
+    assert heat.dtype == np.float32 and heat.shape == values.shape
+    assert heat == pytest.approx(np.array([[a.severity(float(v)) / 100.0 for v in row] for row in values]), abs=1e-6)
