@@ -26,7 +26,7 @@ ROWS = [
     ("pigmentation", "spot_count"), ("pigmentation", "spot_area_pct"), ("pigmentation", "spot_contrast_de"),
     ("pigmentation", "tone_unevenness"), ("pigmentation", "red_area_pct"),
     ("wrinkles", "wrinkle_length_mm_per_cm2"), ("wrinkles", "wrinkle_density_pct"),
-    ("wrinkles", "wrinkle_depth_index"), ("wrinkles", "wrinkle_count"),
+    ("wrinkles", "wrinkle_depth_index"), ("wrinkles", "wrinkle_count"), ("wrinkles", "wrinkle_depth_weighted_length"),
     ("texture", "roughness"), ("texture", "shine_pct"),
 ]
 

@@ -3,4 +3,4 @@
 Nothing in this package imports Flask, a database or ``service``.
 """
 
-PIPELINE_VERSION = "0.9.0"
+PIPELINE_VERSION = "0.10.0"

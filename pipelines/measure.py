@@ -27,7 +27,8 @@ METRIC_NAMES = {
     "pigmentation": ("ita_deg", "ita_category", "melanin_index", "erythema_index", "spot_count",
                      "spot_area_pct", "spot_contrast_de", "tone_unevenness", "red_area_pct"),
     "texture": ("roughness", "pore_density_per_cm2", "pore_diameter_mm", "shine_pct"),
-    "wrinkles": ("wrinkle_density_pct", "wrinkle_length_mm_per_cm2", "wrinkle_depth_index", "wrinkle_count"),
+    "wrinkles": ("wrinkle_density_pct", "wrinkle_length_mm_per_cm2", "wrinkle_depth_index", "wrinkle_count",
+                 "wrinkle_depth_weighted_length"),
 }
 
 OUTER_EYE_CORNER_MM = 14.0   # pupil to outer canthus, adult mean

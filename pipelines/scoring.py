@@ -30,8 +30,8 @@ above 50) and from synthetic ground truth. A clinic's own archive can later re-a
 Weights (version 1.1) follow each metric's measured repeatability (bench/repeatability.py on the
 sample render and 4 development faces: planted-effect / worst-wobble ratio): spot area (2.2) and
 tone unevenness (2.5) carry the pigmentation score, red area (0.5) and spot contrast (0.8) less;
-wrinkle length (1.3) and density (1.4) the wrinkle score, the depth index (0.2: a mean over
-whichever lines are found, which a new shallow line can lower) little.
+wrinkle length (1.3) and density (1.4) the wrinkle score, its depth term (the depth index then,
+0.2: a mean over whichever lines are found, which a new shallow line can lower) little.
 
 Texture (version 1.3): roughness is measured on every accepted photo (pipeline 0.9.0), so its
 anchors come from the 20 development faces (3.5-4 px/mm: face p10 1.11, median 1.34, p90 1.83
@@ -39,6 +39,13 @@ L*, regions up to p95 2.69; one face with a fringe in its regions 3.9): floor 1.
 young skin scores as it does on the other families (face p90 29, as pigmentation's 28), and at
 the floor the score moves 50 points per L* (a half of 2.0 would make it 100, and its capture
 noise in points with it). The pores raise it where resolved.
+
+Wrinkles (version 1.4): the depth term is the depth-weighted length (the skeleton's length times
+its depth index, delta L* mm/cm^2) instead of the mean depth index. A mean falls when a shallow
+line joins deeper ones: on a development face whose only lines were two deep lower-lid creases,
+six new lines planted in the glabella and crow's feet lowered the face score from 4.0 to 3.3
+(its length and density stayed under their floors). The depth-weighted length rises with every
+line added and every line deepened, so the score is monotone in both.
 """
 from __future__ import annotations
 
@@ -46,7 +53,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SCORING_VERSION = "1.3"
+SCORING_VERSION = "1.4"
 
 
 @dataclass(frozen=True)
@@ -83,7 +90,8 @@ SCORING: dict[str, dict[str, Anchor]] = {
     "wrinkles": {
         "wrinkle_length_mm_per_cm2": Anchor(floor=0.5, half=5.0, weight=0.55),
         "wrinkle_density_pct": Anchor(floor=0.5, half=6.0, weight=0.35),
-        "wrinkle_depth_index": Anchor(floor=6.0, half=20.0, weight=0.10, needs="wrinkle_count"),
+        # length x depth (delta L* mm/cm^2): the floor and half are the length's times a depth of 10-20
+        "wrinkle_depth_weighted_length": Anchor(floor=5.0, half=100.0, weight=0.10),
     },
 }
 RAISE_SHARE = 0.6   # raising metrics at their half take 30 % of the way to 100

@@ -34,11 +34,11 @@ def test_family_score_renormalises_over_measured_metrics():
 
 
 def test_a_metric_that_needs_another_counts_at_its_floor_without_it():
-    m = {"wrinkle_length_mm_per_cm2": 0.5, "wrinkle_density_pct": 0.5, "wrinkle_depth_index": 40.0,
-         "wrinkle_count": 0}
-    assert family_score("wrinkles", m) == 0.0
-    m["wrinkle_count"] = 2
-    assert family_score("wrinkles", m) > 0.0
+    m = {"spot_area_pct": 0.5, "tone_unevenness": 4.0, "red_area_pct": 2.0, "spot_contrast_de": 20.0,
+         "spot_count": 0}
+    assert family_score("pigmentation", m) == 0.0
+    m["spot_count"] = 2
+    assert family_score("pigmentation", m) > 0.0
 
 
 def test_overall_is_the_mean_of_pigmentation_and_wrinkles_whatever_texture_is():

@@ -7,6 +7,7 @@ import pytest
 from pipelines.errors import InvalidInput
 from pipelines.metrics.luminance import skin_luminance
 from pipelines.metrics.wrinkles import OrientationPrior, WrinkleParams, default_priors, measure_wrinkles
+from pipelines.scoring import family_score
 from pipelines.synthetic.lines import Line, plant_lines, random_lines
 from pipelines.synthetic.pores import plant_pores, random_pores
 from pipelines.synthetic.skin import lab_to_srgb8, skin_lab
@@ -150,6 +151,29 @@ def test_deeper_lines_raise_depth_index():
         assert f.wrinkle_depth_index == pytest.approx(z, rel=0.2)
         depth.append(f.wrinkle_depth_index)
     assert all(b > a for a, b in zip(depth, depth[1:])), depth
+
+
+def test_depth_weighted_length_rises_with_every_line_added_even_when_the_mean_depth_falls():
+    """Two deep lines (delta L* 12), then two and four shallow ones (5) beside them: the mean depth
+    index falls, the depth-weighted length (and the wrinkle score built on it) rises. For lines
+    of one depth it is the length times the depth index."""
+    lab = skin(seed=8)
+    deep = [Line(40.0, y, 25.0, 0.9, 12.0, 0.0) for y in (12.0, 24.0)]
+    shallow = [Line(40.0, y, 25.0, 0.9, 5.0, 0.0) for y in (36.0, 48.0, 60.0, 70.0)]
+    faces = [wrinkles(lab_to_srgb8(plant_lines(lab, PPM, deep + shallow[:n])[0])).face for n in (0, 2, 4)]
+    assert [f.wrinkle_count for f in faces] == [2, 4, 6]
+    first = faces[0]
+    assert first.wrinkle_depth_weighted_length == pytest.approx(
+        first.wrinkle_length_mm_per_cm2 * first.wrinkle_depth_index, rel=0.05)
+    assert first.wrinkle_depth_index == pytest.approx(12.0, rel=0.2)
+    dwl = [f.wrinkle_depth_weighted_length for f in faces]
+    depth = [f.wrinkle_depth_index for f in faces]
+    assert depth[0] > depth[1] > depth[2], depth
+    assert dwl[0] < dwl[1] < dwl[2], dwl
+    # each shallow line adds about its length x depth: 25 mm x 5 over the 64 cm^2 skin
+    assert dwl[2] - dwl[1] == pytest.approx(2 * 25.0 * 5.0 / first.area_cm2, rel=0.3)
+    score = [family_score("wrinkles", f.as_dict()) for f in faces]
+    assert score[0] < score[1] < score[2], score
 
 
 def test_forehead_prior_keeps_horizontal_rejects_vertical():

@@ -26,7 +26,7 @@ ANALYSIS_METRICS: dict[str, tuple[str, ...]] = {
                      "spot_contrast_de", "tone_unevenness", "red_area_pct"),
     "texture": ("roughness", "pore_density_per_cm2", "pore_diameter_mm", "shine_pct"),
     "wrinkles": ("wrinkle_density_pct", "wrinkle_length_mm_per_cm2", "wrinkle_depth_index",
-                 "wrinkle_count"),
+                 "wrinkle_count", "wrinkle_depth_weighted_length"),
 }
 REGION_SCORES = ("pigmentation", "texture", "wrinkles")
 FACE_SCORES = REGION_SCORES + ("overall",)

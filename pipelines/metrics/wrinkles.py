@@ -28,6 +28,10 @@ Metrics per region (and ``face``: the union of the regions)
                                    mean L* of the two sides (2.5 sigma away across the line) minus
                                    the L* minimum near the skeleton; 0 when no line is found.
     ``wrinkle_count``              segments whose skeleton lies mostly in the region.
+    ``wrinkle_depth_weighted_length``  the skeleton's length weighted by its depth index, in delta
+                                   L* x mm per cm^2: rises with every line added and with every
+                                   line deepened (the mean depth index can fall when a shallow
+                                   line joins deep ones), so the score uses it and not the mean.
 
 Constants live in :class:`WrinkleParams`; overlay maps are built lazily on first access.
 README.md, section "Texture and wrinkle metrics" has the long form.
@@ -163,6 +167,7 @@ class WrinkleMetrics:
     wrinkle_depth_index: float | None
     wrinkle_count: int | None
     wrinkle_length_mm: float | None
+    wrinkle_depth_weighted_length: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -412,6 +417,7 @@ def measure_wrinkles(
         dens = 100.0 * float(pw[lines[gy0:gy1, gx0:gx1] & mg].sum(dtype=np.float64)) / n_g
         dvals = depth_px[gy0:gy1, gx0:gx1][sub_s]
         depth = float((dvals * sw).sum() / sw.sum()) if sw.sum() > 0 else 0.0
+        depth_length = float((np.maximum(dvals, 0.0) * wlen[gy0:gy1, gx0:gx1][sub_s] * sw).sum(dtype=np.float64)) / ppm_g
         if index is None:  # face: segments with most of their length on the union of regions
             count = 0
             if len(sx):
@@ -421,7 +427,8 @@ def measure_wrinkles(
                 count = int(np.count_nonzero(keep_lab & (tot > 0) & (share >= 0.5 * tot)))
         else:
             count = int(np.count_nonzero(owner == index))
-        return WrinkleMetrics(a, dens, length_mm / area_cm2(n_g, ppm_g), depth, count, length_mm)
+        per_cm2 = 1.0 / area_cm2(n_g, ppm_g)
+        return WrinkleMetrics(a, dens, length_mm * per_cm2, depth, count, length_mm, depth_length * per_cm2)
 
     regions = {name: stats_for(m, region_g[name], boxes[name], name, i) for i, (name, m) in enumerate(region_list)}
     face = stats_for(face_mask, face_g, face_box, "face", None)
