@@ -54,7 +54,9 @@ from pipelines.synthetic.face import Planting, face_at_resolution, plant_on_phot
 DEV = ROOT.parent / "shared" / "datasets" / "london-dev"
 
 
-def _png(rgb: np.ndarray) -> bytes:
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """Lossless PNG bytes of sRGB uint8 (H, W, 3) pixels: a wobble or a planted change with no
+    compression of its own."""
     return cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]))[1].tobytes()
 
 
@@ -90,20 +92,20 @@ def _scale(rgb: np.ndarray, f: float) -> np.ndarray:
 
 # name -> bytes from the base photo's pixels
 WOBBLES = {
-    "exposure -15%": lambda im: _png(_linear_gain(im, (0.85, 0.85, 0.85))),
-    "exposure +15%": lambda im: _png(_linear_gain(im, (1.15, 1.15, 1.15))),
-    "white balance": lambda im: _png(_linear_gain(im, (1.08, 1.0, 0.92))),
-    "rotation -5": lambda im: _png(_rotate(im, -5.0)),
-    "rotation +5": lambda im: _png(_rotate(im, 5.0)),
-    "scale 0.8x": lambda im: _png(_scale(im, 0.8)),
-    "scale 1.25x": lambda im: _png(_scale(im, 1.25)),
+    "exposure -15%": lambda im: png_bytes(_linear_gain(im, (0.85, 0.85, 0.85))),
+    "exposure +15%": lambda im: png_bytes(_linear_gain(im, (1.15, 1.15, 1.15))),
+    "white balance": lambda im: png_bytes(_linear_gain(im, (1.08, 1.0, 0.92))),
+    "rotation -5": lambda im: png_bytes(_rotate(im, -5.0)),
+    "rotation +5": lambda im: png_bytes(_rotate(im, 5.0)),
+    "scale 0.8x": lambda im: png_bytes(_scale(im, 0.8)),
+    "scale 1.25x": lambda im: png_bytes(_scale(im, 1.25)),
     "jpeg q70": lambda im: _jpeg(im, 70),
     "jpeg q95": lambda im: _jpeg(im, 95),
-    "blur 0.8px": lambda im: _png(cv2.GaussianBlur(im, (0, 0), 0.8)),
+    "blur 0.8px": lambda im: png_bytes(cv2.GaussianBlur(im, (0, 0), 0.8)),
     # two visits rarely differ in one way only: these combine several, for an honest noise floor
     "combined A": lambda im: _jpeg(_rotate(_linear_gain(im, (1.10, 1.10, 1.10)), 2.0), 80),
     "combined B": lambda im: _jpeg(_scale(_rotate(_linear_gain(im, (0.95, 0.90, 0.86)), -3.0), 0.9), 75),
-    "shift": lambda im: _png(_shift(im, 13.5, -7.25)),
+    "shift": lambda im: png_bytes(_shift(im, 13.5, -7.25)),
     "combined C": lambda im: _jpeg(_shift(_linear_gain(im, (0.9, 0.9, 0.9)), -10.0, 6.0, -2.0), 70),
 }
 
@@ -132,7 +134,7 @@ def at_clinic_resolution(analyzer: Analyzer, data: bytes) -> bytes:
     ``CLINIC_PX_PER_MM`` with ``OWN_PORES`` planted, as a JPEG of quality 95."""
     base = analyzer.analyze(data)
     big = face_at_resolution(base.decoded.rgb, base.frame, CLINIC_PX_PER_MM)
-    upscaled = analyzer.analyze(_png(big))
+    upscaled = analyzer.analyze(png_bytes(big))
     planted, _ = plant_on_photo(big, upscaled.frame, upscaled.regions, OWN_PORES)
     return _jpeg(planted, 95)
 
@@ -163,7 +165,7 @@ def family_of(key: str) -> str | None:
 
 def wobble_runs(analyzer: Analyzer, rgb: np.ndarray) -> dict[str, dict[str, float]]:
     """The photo's measures as is and under every wobble (a rejected wobble is left out)."""
-    runs = {"base": numeric_leaves(analyzer.analyze(_png(rgb)).document)}
+    runs = {"base": numeric_leaves(analyzer.analyze(png_bytes(rgb)).document)}
     for name, make in WOBBLES.items():
         try:
             runs[name] = numeric_leaves(analyzer.analyze(make(rgb)).document)
@@ -213,7 +215,7 @@ def measure_photo(analyzer: Analyzer, data: bytes, seeds: int = 3) -> dict | Non
             for k in range(seeds):
                 planted, _ = plant_on_photo(rgb, base.frame, base.regions,
                                             replace(planting, seed=planting.seed + 1000 * k))
-                draws.append(numeric_leaves(analyzer.analyze(_png(planted)).document))
+                draws.append(numeric_leaves(analyzer.analyze(png_bytes(planted)).document))
         except ValueError as exc:    # a region too small or too hidden for the features
             print(f"  {fam} change not planted: {exc}", file=sys.stderr)
             changed[fam] = {}
