@@ -8,16 +8,15 @@ smoothed away, a fresh fine grain added), so that what is on the skin is only wh
 Each is analysed as is, under each capture wobble issue 3 names, made as bench/repeatability.py
 makes them (exposure -15 % and +15 %, a white-balance shift, rotation -5 and +5 degrees, scale
 0.8x and 1.25x, JPEG quality 70 and 95, a 0.8 px blur), and with a strong real change of each
-family planted into it
-(brown spots; deeper lines; enlarged pores; spots and lines together for ``overall``), drawn in
-the canonical frame into the regions the photo lets us measure and warped onto the photo, at
-``PLACEMENTS`` random places whose effects are averaged (one placement is one draw). Each
-family's change is planted on its own, as bench/repeatability.py does: dense planted pores
-roughen the cheeks, and a rougher skin hides faint folds from the wrinkle detector. For each face
-score, every wobble's change must be smaller than the planted change divided by the factor the
-pipeline reaches for that score (``FACTOR``; the target is 5). The factors are what was measured
-when the test was written, rounded down, not wishes: a regression in repeatability or in
-sensitivity makes the test fail.
+family planted into it (brown spots; deeper lines; enlarged pores; spots and lines together for
+``overall``), drawn in the canonical frame into the regions the photo lets us measure and
+warped onto the photo, at ``PLACEMENTS`` random places whose effects are averaged (one placement
+is one draw). Each family's change is planted on its own, as bench/repeatability.py does: dense
+planted pores roughen the cheeks, and a rougher skin hides faint folds from the wrinkle
+detector. For each face score, every wobble's change must be smaller than the planted change
+divided by the factor the pipeline reaches for that score (``FACTOR``; the target is 5). The
+factors are what was measured when the test was written, rounded down, not wishes: a regression
+in repeatability or in sensitivity makes the test fail.
 """
 from __future__ import annotations
 
@@ -62,7 +61,8 @@ CHANGES = {"pigmentation": SPOTS, "wrinkles": LINES, "texture": PORES,
 # the 4.3 px/mm photo's resolution, so they move texture by 0.8 while a 5 degree turn moves it by
 # 1.8. The weaker factors guard against these scores getting worse. On the clean subject every
 # score reaches the target under every wobble: the closest are the wrinkles (+26.5 for the planted
-# lines; 15 % less light lowers the lines' contrast and the score by 5.2) and the texture (+16.5
+# lines; with 15 % less light faint lines of the forehead and a crow's feet fall under the
+# detector's thresholds and the score drops 5.2) and the texture (+16.5
 # for the planted pores; 15 % more light moves it 2.8: the sclera-based exposure normalisation
 # takes back about two thirds of an exposure change).
 FACTOR = {
