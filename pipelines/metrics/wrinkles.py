@@ -413,11 +413,12 @@ def measure_wrinkles(
         sub_s = skel[gy0:gy1, gx0:gx1] & mg
         pw = pix_w[gy0:gy1, gx0:gx1]
         sw = pw[sub_s]
-        length_mm = float((wlen[gy0:gy1, gx0:gx1][sub_s] * sw).sum(dtype=np.float64)) / ppm_g
+        step_w = wlen[gy0:gy1, gx0:gx1][sub_s] * sw    # each skeleton step's length, weighted
+        length_mm = float(step_w.sum(dtype=np.float64)) / ppm_g
         dens = 100.0 * float(pw[lines[gy0:gy1, gx0:gx1] & mg].sum(dtype=np.float64)) / n_g
         dvals = depth_px[gy0:gy1, gx0:gx1][sub_s]
         depth = float((dvals * sw).sum() / sw.sum()) if sw.sum() > 0 else 0.0
-        depth_length = float((np.maximum(dvals, 0.0) * wlen[gy0:gy1, gx0:gx1][sub_s] * sw).sum(dtype=np.float64)) / ppm_g
+        depth_length = float((np.maximum(dvals, 0.0) * step_w).sum(dtype=np.float64)) / ppm_g
         if index is None:  # face: segments with most of their length on the union of regions
             count = 0
             if len(sx):
