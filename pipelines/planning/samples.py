@@ -6,7 +6,7 @@ then applies overrides, so a test states exactly which measurement it changes.
 The clear values are typical of the 20 development faces (adults aged 20-47) the thresholds were
 calibrated on: about their region medians (e.g. 3 spots covering 1.5 %, tone unevenness 5.4
 delta-E, 2.3 % red area, one line of depth index 9, roughness 1.35). Scores are 10 by default
-(pipelines.scoring 1.3 gives these values 13.8 for pigmentation, 18.5 for texture, 9.2 for
+(pipelines.scoring 1.4 gives these values 13.8 for pigmentation, 19.3 for texture, 7.7 for
 wrinkles); pass ``rescore=True`` to compute every score from the
 metrics with :func:`pipelines.scoring.scores`, as the analysis does, so that a document states
 only measurements and its scores follow from them.
@@ -27,7 +27,7 @@ CLEAR_METRICS: dict[str, dict[str, float | str | None]] = {
                      "spot_contrast_de": 4.7, "tone_unevenness": 5.4, "red_area_pct": 2.3},
     "texture": {"roughness": 1.35, "pore_density_per_cm2": 30.0, "pore_diameter_mm": 0.22, "shine_pct": 2.0},
     "wrinkles": {"wrinkle_density_pct": 1.0, "wrinkle_length_mm_per_cm2": 0.9,
-                 "wrinkle_depth_index": 9.0, "wrinkle_count": 1},
+                 "wrinkle_depth_index": 9.0, "wrinkle_count": 1, "wrinkle_depth_weighted_length": 8.1},
 }
 CLEAR_SCORES = {"pigmentation": 10.0, "texture": 10.0, "wrinkles": 10.0}
 
